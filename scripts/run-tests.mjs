@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// Runs every compiled test file with node's own test runner.
+// Node 20 has no glob support in `node --test`, and later versions stopped searching directories,
+// so the file list is built here and passed explicitly: the same command works on Node 20 and the LTS.
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const root = new URL('../dist/test/', import.meta.url).pathname;
+const filter = process.argv.slice(2);
+
+function collect(dir) {
+  const out = [];
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...collect(p));
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+let files = collect(root);
+if (filter.length > 0) files = files.filter((f) => filter.some((x) => f.includes(x)));
+if (files.length === 0) {
+  console.error('run-tests: no test files found under dist/test (did the build run?)');
+  process.exit(1);
+}
+const args = ['--test', '--test-concurrency=3', ...files];
+const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+process.exit(r.status ?? 1);

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { main, type Command } from './main.js';
+
+export const USAGE = `staplerd — caching OCSP stapling daemon
+
+Usage:
+  staplerd serve [-c FILE]                      run the daemon (default config: ./config/staplerd.yaml)
+  staplerd check CHAIN.pem [--issuer FILE] [--url URL] [--timeout 10s]
+                                                fetch, verify and print one certificate's OCSP status
+                                                (exit 0 good, 1 revoked or unknown, 2 error)
+  staplerd config validate -c FILE              check a config file and its certificates, then exit
+  staplerd demo [--port 8080] [--dir DIR] [--once]
+                                                throwaway CA + OCSP responder + staplerd, for a first look
+  staplerd --help | --version
+`;
+
+/** Turns argv into a Command; throws a usage error (exit 2) on anything it does not understand. */
+export function parseCommand(argv: string[]): Command {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      issuer: { type: 'string' },
+      url: { type: 'string' },
+      timeout: { type: 'string' },
+      port: { type: 'string' },
+      dir: { type: 'string' },
+      once: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
+    },
+  });
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  const [cmd, ...rest] = positionals;
+  const config = values.config ?? 'config/staplerd.yaml';
+  switch (cmd) {
+    case 'serve':
+      return { kind: 'serve', config };
+    case 'check':
+      if (rest.length !== 1) throw new UsageError('check takes exactly one CHAIN.pem');
+      return { kind: 'check', chain: rest[0]!, issuer: values.issuer, url: values.url, timeout: values.timeout ?? '10s' };
+    case 'config':
+      if (rest[0] !== 'validate') throw new UsageError('did you mean `staplerd config validate -c FILE`?');
+      return { kind: 'validate', config };
+    case 'demo':
+      return { kind: 'demo', port: values.port ? Number(values.port) : 8080, dir: values.dir, once: values.once === true };
+    case undefined:
+      return { kind: 'help' };
+    default:
+      throw new UsageError(`unknown command "${cmd}"`);
+  }
+}
+
+export class UsageError extends Error {}
+
+function isEntry(): boolean {
+  // Run as the bin (node dist/src/cli.js, npx staplerd, a symlink in node_modules/.bin).
+  return process.argv[1] !== undefined && /cli\.js$|staplerd$/.test(process.argv[1]);
+}
+
+if (isEntry()) {
+  let cmd: Command;
+  try {
+    cmd = parseCommand(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`staplerd: ${(e as Error).message}\n\n${USAGE}`);
+    process.exitCode = 2;
+    cmd = { kind: 'none' };
+  }
+  void main(cmd, USAGE);
+}

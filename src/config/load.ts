@@ -1,0 +1,121 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { StaplerError } from '../errors.js';
+import { configSchema, type Config } from './schema.js';
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
+const validate = ajv.compile(configSchema);
+
+/** Reads, validates and resolves a YAML config file. Throws CONFIG_FILE / CONFIG_INVALID naming file and key. */
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const abs = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (cause) {
+    throw new StaplerError('CONFIG_FILE', `${abs}: ${(cause as Error).message}`, { cause });
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true });
+  } catch (cause) {
+    const where = cause instanceof YAMLParseError ? ` line ${cause.linePos?.[0]?.line ?? '?'}` : '';
+    throw new StaplerError('CONFIG_INVALID', `${abs}${where}: not valid YAML: ${(cause as Error).message.split('\n')[0]}`, { cause });
+  }
+  return parseConfig(raw ?? {}, abs, env);
+}
+
+/** Validates an already-parsed document. Relative paths resolve against the config file's directory. */
+export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const doc = structuredClone(raw) as Record<string, any>;
+  if (!validate(doc)) {
+    const msgs = (validate.errors ?? []).map(describe);
+    throw new StaplerError('CONFIG_INVALID', `${source}: ${[...new Set(msgs)].join('; ')}`);
+  }
+  const base = source === '<inline>' ? process.cwd() : dirname(source);
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const names = new Set<string>();
+  doc.certificates.forEach((c: { name: string }, i: number) => {
+    if (names.has(c.name)) throw new StaplerError('CONFIG_INVALID', `${source}: certificates[${i}].name: duplicate name "${c.name}"`);
+    names.add(c.name);
+  });
+  const r = doc.refresh;
+  const f = doc.fetch;
+  const l = doc.limits;
+  const cfg: Config = {
+    source,
+    listen: doc.listen,
+    dataDir: path(doc.dataDir),
+    logLevel: doc.logLevel,
+    // The token may come from the environment so it need not sit in a file others can read.
+    adminToken: env.STAPLERD_ADMIN_TOKEN || doc.adminToken,
+    ocsp: { pathPrefix: doc.ocsp.pathPrefix.replace(/\/+$/, '') || '/' },
+    certificates: doc.certificates.map((c: any) => ({ ...c, chain: path(c.chain), ...(c.issuer && { issuer: path(c.issuer) }) })),
+    directories: doc.directories.map((d: any) => ({ ...d, path: path(d.path), ...(d.issuer && { issuer: path(d.issuer) }) })),
+    refresh: {
+      fraction: r.fraction,
+      jitter: r.jitter,
+      minIntervalSeconds: seconds(r.minInterval),
+      backoffInitialSeconds: seconds(r.backoffInitial),
+      backoffMaxSeconds: seconds(r.backoffMax),
+      marginSeconds: seconds(r.margin),
+      skewSeconds: seconds(r.skew),
+    },
+    fetch: {
+      timeoutMs: seconds(f.timeout) * 1000,
+      maxResponseBytes: f.maxResponseBytes,
+      perHostConcurrency: f.perHostConcurrency,
+      concurrency: f.concurrency,
+      nonce: f.nonce,
+      userAgent: f.userAgent,
+    },
+    limits: {
+      maxCertificates: l.maxCertificates,
+      requestBodyBytes: l.requestBodyBytes,
+      maxUrlBytes: l.maxUrlBytes,
+      requestCacheEntries: l.requestCacheEntries,
+      connectionTimeoutMs: seconds(l.connectionTimeout) * 1000,
+      keepAliveTimeoutMs: seconds(l.keepAliveTimeout) * 1000,
+    },
+  };
+  if (cfg.refresh.backoffInitialSeconds > cfg.refresh.backoffMaxSeconds) {
+    throw new StaplerError('CONFIG_INVALID', `${source}: refresh.backoffInitial: must not exceed refresh.backoffMax`);
+  }
+  return deepFreeze(cfg);
+}
+
+const UNIT: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+/** "10s", "5m", "1h", "250ms" or a bare number of seconds. */
+export function seconds(v: string | number): number {
+  if (typeof v === 'number') return v;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v);
+  if (!m) throw new RangeError(`bad duration ${v}`);
+  return Number(m[1]) * UNIT[m[2] ?? 's']!;
+}
+
+/** `certificates[0].chain: must be string` style, the path an operator can find in the file. */
+function describe(e: ErrorObject): string {
+  const path = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join('')
+    .replace(/^\./, '');
+  if (e.keyword === 'additionalProperties') {
+    const key = (e.params as { additionalProperty: string }).additionalProperty;
+    return `${path ? `${path}.` : ''}${key}: unknown key`;
+  }
+  const msg = e.keyword === 'pattern' && /duration|timeout|Interval|backoff|margin|skew/i.test(path) ? 'must be a duration like 30s, 5m, 1h' : e.message;
+  return `${path || '(top level)'}: ${msg}`;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,170 @@
+/**
+ * Signed OCSP responses for the demo responder and tests (RFC 6960 §4.2.1). Encoded with a tiny DER
+ * writer rather than pkijs: the CertID must go on the wire exactly as the client sent it, faults need
+ * fields pkijs would "fix", and the benchmark responder signs tens of thousands of these.
+ */
+import { createHash, sign } from 'node:crypto';
+import type { CertId } from '../pki/certid.js';
+import { parseCertificate } from '../pki/certificate.js';
+import { OID } from '../pki/oids.js';
+import type { IssuedCert } from './ca.js';
+
+export type CertStatus = { kind: 'good' } | { kind: 'revoked'; at: Date; reason?: number } | { kind: 'unknown' };
+
+export interface SingleSpec {
+  certId: CertId;
+  status: CertStatus;
+  thisUpdate: Date;
+  /** Absent means "newer information is always available" (RFC 6960 §4.2.2.1); HAProxy rejects it. */
+  nextUpdate?: Date;
+}
+
+export interface SignOptions {
+  responses: SingleSpec[];
+  signer: IssuedCert;
+  producedAt: Date;
+  /** Certificates for the `certs` field. Default: [signer] unless the signer is a CA (i.e. the issuer itself). */
+  includeCerts?: IssuedCert[];
+  /** ResponderID choice (RFC 6960 §4.2.1); default byKey, as most CAs send. */
+  responderIdBy?: 'name' | 'key';
+  /** Echoed as id-pkix-ocsp-nonce (RFC 8954): extnValue is an OCTET STRING wrapping this OCTET STRING. */
+  nonce?: Uint8Array;
+  /** Flip a bit of the signature (the encoding stays valid, verification fails). */
+  corruptSignature?: boolean;
+}
+
+export type OcspErrorStatus = 1 | 2 | 3 | 5 | 6;
+
+const ALG = {
+  ecdsaWithSha256: '1.2.840.10045.4.3.2',
+  sha256WithRsa: '1.2.840.113549.1.1.11',
+} as const;
+
+// --- minimal DER writer (X.690 §10: definite lengths, minimal length octets) ---
+
+const EMPTY = new Uint8Array(0);
+const NULL_DER = Uint8Array.of(0x05, 0x00);
+
+function lengthOctets(n: number): Uint8Array {
+  if (n < 0x80) return Uint8Array.of(n);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  return Uint8Array.of(0x80 | bytes.length, ...bytes);
+}
+
+function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
+  const body = Buffer.concat(parts);
+  return Buffer.concat([Uint8Array.of(tag), lengthOctets(body.byteLength), body]);
+}
+
+const seq = (...parts: Uint8Array[]) => tlv(0x30, ...parts);
+const octets = (b: Uint8Array) => tlv(0x04, b);
+const enumerated = (n: number) => tlv(0x0a, Uint8Array.of(n));
+
+const oidCache = new Map<string, Uint8Array>();
+function oid(dotted: string): Uint8Array {
+  let der = oidCache.get(dotted);
+  if (!der) {
+    const arcs = dotted.split('.').map(Number);
+    const body: number[] = [40 * arcs[0]! + arcs[1]!];
+    for (const arc of arcs.slice(2)) {
+      const chunk = [arc & 0x7f];
+      for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift(0x80 | (v & 0x7f));
+      body.push(...chunk);
+    }
+    der = tlv(0x06, Uint8Array.from(body));
+    oidCache.set(dotted, der);
+  }
+  return der;
+}
+
+/** GeneralizedTime YYYYMMDDHHMMSSZ: RFC 5280 §4.1.2.5.2 form, no fractional seconds. */
+function generalizedTime(d: Date): Uint8Array {
+  const s = d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
+  return tlv(0x18, Buffer.from(s, 'ascii'));
+}
+
+// --- OCSP structures ---
+
+/** What we need of a signer, derived once per IssuedCert: the responder signs on every request. */
+interface SignerView {
+  nameDer: Uint8Array;
+  keyHash: Uint8Array;
+  sigAlgDer: Uint8Array;
+  isCA: boolean;
+}
+const signerViews = new WeakMap<IssuedCert, SignerView>();
+
+function signerView(c: IssuedCert): SignerView {
+  let v = signerViews.get(c);
+  if (!v) {
+    const info = parseCertificate(c.der, 'OCSP signer');
+    const type = c.key.privateKey.asymmetricKeyType;
+    // RFC 5758 §3.2: ecdsa-with-SHA256 has no parameters; RFC 4055 §5: sha256WithRSAEncryption has NULL.
+    const sigAlgDer = type === 'ec' ? seq(oid(ALG.ecdsaWithSha256)) : type === 'rsa' ? seq(oid(ALG.sha256WithRsa), NULL_DER) : undefined;
+    if (!sigAlgDer) throw new Error(`demo OCSP signer: unsupported key type ${String(type)}`);
+    // RFC 6960 §4.2.1: byKey is the SHA-1 of the subjectPublicKey BIT STRING value.
+    const keyHash = new Uint8Array(createHash('sha1').update(info.publicKeyBits).digest());
+    v = { nameDer: info.subjectNameDer, keyHash, sigAlgDer, isCA: info.isCA };
+    signerViews.set(c, v);
+  }
+  return v;
+}
+
+/** RFC 6960 §4.1.1 CertID, with the hash AlgorithmIdentifier's NULL parameters as clients send them. */
+export function encodeCertId(id: CertId): Uint8Array {
+  const hashOid = id.hashAlgorithm === 'sha1' ? OID.sha1 : OID.sha256;
+  return seq(seq(oid(hashOid), NULL_DER), octets(id.issuerNameHash), octets(id.issuerKeyHash), tlv(0x02, id.serialNumber));
+}
+
+/** CertStatus CHOICE: good [0] IMPLICIT NULL, revoked [1] IMPLICIT RevokedInfo, unknown [2] IMPLICIT NULL. */
+function encodeStatus(s: CertStatus): Uint8Array {
+  switch (s.kind) {
+    case 'good':
+      return Uint8Array.of(0x80, 0x00);
+    case 'unknown':
+      return Uint8Array.of(0x82, 0x00);
+    case 'revoked': {
+      // RevokedInfo: revocationTime, revocationReason [0] EXPLICIT CRLReason (RFC 5280 §5.3.1) OPTIONAL.
+      const reason = s.reason === undefined ? EMPTY : tlv(0xa0, enumerated(s.reason));
+      return tlv(0xa1, generalizedTime(s.at), reason);
+    }
+  }
+}
+
+function encodeSingle(r: SingleSpec): Uint8Array {
+  const next = r.nextUpdate ? tlv(0xa0, generalizedTime(r.nextUpdate)) : EMPTY;
+  return seq(encodeCertId(r.certId), encodeStatus(r.status), generalizedTime(r.thisUpdate), next);
+}
+
+/** responseExtensions [1] EXPLICIT Extensions with the RFC 8954 nonce (non-critical). */
+function nonceExtensions(nonce: Uint8Array): Uint8Array {
+  return tlv(0xa1, seq(seq(oid(OID.ocspNonce), octets(octets(nonce)))));
+}
+
+function responseData(o: SignOptions, v: SignerView): Uint8Array {
+  // Version is DEFAULT v1 and so omitted (X.690 §11.5).
+  const responderId = o.responderIdBy === 'name' ? tlv(0xa1, v.nameDer) : tlv(0xa2, octets(v.keyHash));
+  const extensions = o.nonce ? nonceExtensions(o.nonce) : EMPTY;
+  return seq(responderId, generalizedTime(o.producedAt), seq(...o.responses.map(encodeSingle)), extensions);
+}
+
+/** A complete OCSPResponse: responseStatus successful (0) with an id-pkix-ocsp-basic BasicOCSPResponse. */
+export function buildSuccessfulResponse(o: SignOptions): Uint8Array {
+  if (o.responses.length === 0) throw new Error('buildSuccessfulResponse: responses must not be empty');
+  const v = signerView(o.signer);
+  const tbs = responseData(o, v);
+  const sig = new Uint8Array(sign('sha256', tbs, o.signer.key.privateKey));
+  if (o.corruptSignature) sig[sig.length - 1]! ^= 0x01;
+  const certs = o.includeCerts ?? (v.isCA ? [] : [o.signer]);
+  const certsField = certs.length > 0 ? tlv(0xa0, seq(...certs.map((c) => c.der))) : EMPTY;
+  // BIT STRING: leading octet is the number of unused bits (0).
+  const basic = seq(tbs, v.sigAlgDer, tlv(0x03, Uint8Array.of(0), sig), certsField);
+  const responseBytes = tlv(0xa0, seq(oid(OID.ocspBasic), octets(basic)));
+  return new Uint8Array(seq(enumerated(0), responseBytes));
+}
+
+/** RFC 6960 §4.2.1: an unsuccessful status carries no responseBytes. */
+export function buildErrorResponse(status: OcspErrorStatus): Uint8Array {
+  return new Uint8Array(seq(enumerated(status)));
+}

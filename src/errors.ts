@@ -1,0 +1,83 @@
+/**
+ * One table of every error staplerd reports. Code is stable (logs, JSON API, metrics labels);
+ * callers branch on `code`, never on the message. The HTTP layer maps codes to the wire in one place
+ * (src/http/ocsp-routes.ts for the OCSP protocol, src/http/api-routes.ts for JSON).
+ */
+export const ERRORS = {
+  // configuration and inputs
+  CONFIG_INVALID: { message: 'invalid configuration', http: 500 },
+  CONFIG_FILE: { message: 'cannot read configuration file', http: 500 },
+  CERT_FILE: { message: 'cannot read certificate file', http: 500 },
+  CERT_PARSE: { message: 'certificate is not valid DER/PEM', http: 500 },
+  CERT_NO_CERTIFICATE: { message: 'file contains no certificate', http: 500 },
+  ISSUER_NOT_FOUND: { message: 'no issuer certificate found for the leaf', http: 500 },
+  ISSUER_MISMATCH: { message: 'issuer certificate did not sign the leaf', http: 500 },
+
+  // upstream transport (RFC 6960 appendix A: OCSP over HTTP)
+  FETCH_URL: { message: 'responder URL is not http(s)', http: 502 },
+  FETCH_CONNECT: { message: 'cannot connect to the OCSP responder', http: 502 },
+  FETCH_TIMEOUT: { message: 'OCSP responder did not answer in time', http: 504 },
+  FETCH_HTTP_STATUS: { message: 'OCSP responder answered with a non-200 HTTP status', http: 502 },
+  FETCH_CONTENT_TYPE: { message: 'OCSP responder answered with a wrong Content-Type', http: 502 },
+  FETCH_TOO_LARGE: { message: 'OCSP response exceeds the size limit', http: 502 },
+  FETCH_ABORTED: { message: 'fetch aborted', http: 503 },
+
+  // OCSP response content (RFC 6960 §4.2, §3.2)
+  OCSP_MALFORMED: { message: 'OCSP response cannot be parsed', http: 502 },
+  OCSP_STATUS_MALFORMED_REQUEST: { message: 'responder said malformedRequest', http: 502 },
+  OCSP_STATUS_INTERNAL_ERROR: { message: 'responder said internalError', http: 502 },
+  OCSP_STATUS_TRY_LATER: { message: 'responder said tryLater', http: 502 },
+  OCSP_STATUS_SIG_REQUIRED: { message: 'responder said sigRequired', http: 502 },
+  OCSP_STATUS_UNAUTHORIZED: { message: 'responder said unauthorized', http: 502 },
+  OCSP_NOT_BASIC: { message: 'response type is not id-pkix-ocsp-basic', http: 502 },
+  OCSP_UNSUPPORTED_ALGORITHM: { message: 'unsupported signature algorithm', http: 502 },
+  OCSP_BAD_SIGNATURE: { message: 'OCSP response signature does not verify', http: 502 },
+  OCSP_SIGNER_NOT_FOUND: { message: 'no certificate matches the responder ID', http: 502 },
+  OCSP_SIGNER_UNAUTHORIZED: { message: 'signer is neither the issuer nor a delegate it issued', http: 502 },
+  OCSP_SIGNER_NO_EKU: { message: 'delegated signer lacks id-kp-OCSPSigning', http: 502 },
+  OCSP_SIGNER_EXPIRED: { message: 'delegated signer certificate is not valid now', http: 502 },
+  OCSP_CERTID_MISMATCH: { message: 'no SingleResponse for this certificate', http: 502 },
+  OCSP_THIS_UPDATE_FUTURE: { message: 'thisUpdate is in the future', http: 502 },
+  OCSP_NEXT_UPDATE_MISSING: { message: 'nextUpdate is missing', http: 502 },
+  OCSP_EXPIRED: { message: 'nextUpdate is past or within the safety margin', http: 502 },
+  OCSP_NONCE_MISMATCH: { message: 'nonce not echoed', http: 502 },
+  OCSP_OLDER: { message: 'response is older than the staple held', http: 502 },
+
+  // incoming requests (our responder side)
+  REQUEST_MALFORMED: { message: 'OCSP request cannot be parsed', http: 400 },
+  REQUEST_TOO_LARGE: { message: 'OCSP request too large', http: 413 },
+
+  // store
+  STORE_CORRUPT: { message: 'persisted staple is unreadable', http: 500 },
+  STORE_IO: { message: 'staple store I/O failed', http: 500 },
+
+  // API
+  NOT_FOUND: { message: 'no such certificate', http: 404 },
+  NO_STAPLE: { message: 'no valid staple held', http: 404 },
+  UNAUTHORIZED: { message: 'missing or wrong admin token', http: 401 },
+  ADMIN_DISABLED: { message: 'admin API disabled: no admin token configured', http: 403 },
+} as const satisfies Record<string, { message: string; http: number }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class StaplerError extends Error {
+  readonly code: ErrorCode;
+  /** Seconds the peer asked us to wait (HTTP Retry-After), when it said so. */
+  readonly retryAfter: number | undefined;
+
+  constructor(code: ErrorCode, detail?: string, opts?: { cause?: unknown; retryAfter?: number }) {
+    super(detail ? `${ERRORS[code].message}: ${detail}` : ERRORS[code].message, { cause: opts?.cause });
+    this.name = 'StaplerError';
+    this.code = code;
+    this.retryAfter = opts?.retryAfter;
+  }
+}
+
+export function isStaplerError(e: unknown): e is StaplerError {
+  return e instanceof StaplerError;
+}
+
+/** Error code of anything thrown; unknown errors become the given fallback. */
+export function errorCode(e: unknown, fallback: ErrorCode): ErrorCode {
+  return isStaplerError(e) ? e.code : fallback;
+}

@@ -1,0 +1,92 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Answer } from '../service/stapler.js';
+import { OCSP_CONTENT_TYPE, OCSP_ERROR_BODY, type OcspErrorStatus } from './ocsp-wire.js';
+import { RequestCache, type RequestTarget } from './request-cache.js';
+
+export interface OcspRoutesOptions {
+  /** Path prefix, '/' or '/something' without a trailing slash. */
+  pathPrefix: string;
+  requestBodyBytes: number;
+  requestCacheEntries: number;
+  answer: (certIdKey: string) => Answer;
+}
+
+const B64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/** Base64 of a GET request (RFC 6960 A.1.1) from the raw URL: percent-decoded, leading slashes dropped. */
+export function requestTextFromUrl(rawUrl: string, prefix: string): string | undefined {
+  const q = rawUrl.indexOf('?');
+  let path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  if (prefix !== '/' && path.startsWith(prefix)) path = path.slice(prefix.length);
+  try {
+    // nginx sends `+ / =` as %2B %2F %3D; other clients send them bare. Either way this is the base64.
+    path = decodeURIComponent(path);
+  } catch {
+    return undefined;
+  }
+  // An OCSPRequest's DER starts with 0x30, so its base64 starts with 'M': leading slashes are never data.
+  return path.replace(/^\/+/, '');
+}
+
+function derOfBase64(text: string | undefined): Uint8Array | undefined {
+  if (text === undefined || text.length === 0 || !B64.test(text)) return undefined;
+  return new Uint8Array(Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64'));
+}
+
+/**
+ * The OCSP responder protocol, for nginx `ssl_stapling_responder`, Apache `SSLStaplingForceURL` and
+ * anything else that speaks RFC 6960 Appendix A: GET <prefix>/<base64> and POST <prefix>.
+ * Request logging stays off here: this is the hot path.
+ */
+export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Promise<void> {
+  const cache = new RequestCache(o.requestCacheEntries);
+  const base = o.pathPrefix === '/' ? '' : o.pathPrefix;
+
+  // Any Content-Type is read as raw bytes: Apache and older clients do not all send application/ocsp-request.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: o.requestBodyBytes }, (_req, body, done) => done(null, body));
+
+  const send = (reply: FastifyReply, req: FastifyRequest, target: RequestTarget): FastifyReply => {
+    if (target.kind === 'malformed') return sendError(reply, 'malformedRequest');
+    if (target.kind === 'unsupported') return sendError(reply, 'unauthorized');
+    let answer: Answer = { kind: 'unknown' };
+    for (const k of target.keys) {
+      answer = o.answer(k);
+      if (answer.kind !== 'unknown') break;
+    }
+    if (answer.kind === 'unknown') return sendError(reply, 'unauthorized');
+    if (answer.kind === 'tryLater') return sendError(reply, 'tryLater');
+    const s = answer.staple;
+    reply.header('content-type', OCSP_CONTENT_TYPE);
+    reply.header('etag', s.etag);
+    reply.header('last-modified', s.lastModified);
+    reply.header('expires', s.expires);
+    reply.header('cache-control', `max-age=${answer.maxAgeSeconds}, public, no-transform, must-revalidate`);
+    if (req.method === 'GET' && req.headers['if-none-match'] === s.etag) return reply.code(304).send();
+    return reply.code(200).send(s.body);
+  };
+
+  app.get(`${base}/*`, { logLevel: 'silent' }, (req, reply) => {
+    const text = requestTextFromUrl(req.raw.url ?? '', o.pathPrefix);
+    return send(reply, req, cache.target(`g:${text}`, () => derOfBase64(text)));
+  });
+
+  app.post(base || '/', { logLevel: 'silent' }, (req, reply) => {
+    const body = Buffer.isBuffer(req.body) ? req.body : undefined;
+    if (!body) return sendError(reply, 'malformedRequest');
+    return send(reply, req, cache.target(`p:${body.toString('latin1')}`, () => new Uint8Array(body)));
+  });
+
+  app.setErrorHandler((err: { statusCode?: number; code?: string }, req, reply) => {
+    // Body limit and similar client errors keep their HTTP status (413, 400); anything unexpected is an
+    // OCSP internalError, never a 500 with a stack.
+    if (err.statusCode === 413) return reply.code(413).header('connection', 'close').send();
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return sendError(reply, 'malformedRequest');
+    req.log.error({ err }, 'OCSP route failed');
+    return sendError(reply, 'internalError');
+  });
+}
+
+function sendError(reply: FastifyReply, status: OcspErrorStatus): FastifyReply {
+  return reply.code(200).header('content-type', OCSP_CONTENT_TYPE).header('cache-control', 'no-cache').send(OCSP_ERROR_BODY[status]);
+}

@@ -1,0 +1,55 @@
+/**
+ * When to refresh, when to retry, whether a staple may be served. Pure: times in, times out.
+ */
+export interface RefreshPolicy {
+  /** Refresh at thisUpdate + fraction × (nextUpdate − thisUpdate); RFC 9919 §4 and certmagic use 0.5. */
+  fraction: number;
+  /** Up to this fraction of the validity window is taken off the refresh time at random, so a fleet spreads. */
+  jitter: number;
+  /** Never schedule a refresh sooner than this after now, seconds (protects the CA from tight loops). */
+  minIntervalSeconds: number;
+  /** First retry delay after a failure, seconds; doubles per consecutive failure. */
+  backoffInitialSeconds: number;
+  /** Cap on the retry delay, seconds. */
+  backoffMaxSeconds: number;
+  /** A staple is served only while now < nextUpdate − margin (HAProxy refuses within 300 s). */
+  marginSeconds: number;
+}
+
+export interface Window {
+  thisUpdate: Date;
+  nextUpdate: Date;
+}
+
+/** Random source in [0, 1), injected so tests are deterministic. */
+export type Rand = () => number;
+
+/**
+ * Refresh time for a fresh staple. Upstream `Cache-Control: max-age` (RFC 9919 §6.2) means the response
+ * will not change before then, so we do not ask sooner, but never later than the servable end.
+ */
+export function nextRefreshAt(w: Window, now: Date, p: RefreshPolicy, rand: Rand, maxAgeSeconds?: number): Date {
+  const t = w.thisUpdate.getTime();
+  const span = Math.max(0, w.nextUpdate.getTime() - t);
+  let at = t + p.fraction * span - rand() * p.jitter * span;
+  if (maxAgeSeconds !== undefined && maxAgeSeconds > 0) at = Math.max(at, now.getTime() + maxAgeSeconds * 1000);
+  const servableEnd = w.nextUpdate.getTime() - p.marginSeconds * 1000;
+  // Leave at least one retry interval before the staple stops being servable.
+  at = Math.min(at, servableEnd - p.backoffInitialSeconds * 1000);
+  return new Date(Math.max(at, now.getTime() + p.minIntervalSeconds * 1000));
+}
+
+/**
+ * Delay before retry number `failures` (1 = first failure): exponential with "equal jitter" (half fixed,
+ * half random) so retries neither synchronise nor collapse to zero; Retry-After raises it, the cap bounds it.
+ */
+export function backoffMs(failures: number, p: RefreshPolicy, rand: Rand, retryAfterSeconds?: number): number {
+  const exp = Math.min(p.backoffMaxSeconds, p.backoffInitialSeconds * 2 ** Math.min(30, Math.max(0, failures - 1)));
+  let delay = exp / 2 + (rand() * exp) / 2;
+  if (retryAfterSeconds !== undefined && retryAfterSeconds > 0) delay = Math.max(delay, retryAfterSeconds);
+  return Math.min(delay, p.backoffMaxSeconds) * 1000;
+}
+
+export function isServable(nextUpdate: Date, now: Date, marginSeconds: number): boolean {
+  return now.getTime() < nextUpdate.getTime() - marginSeconds * 1000;
+}

@@ -1,0 +1,56 @@
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import { constants, verify, type KeyObject } from 'node:crypto';
+import { StaplerError } from '../errors.js';
+
+/** Signature algorithms seen on OCSP responses, mapped to node:crypto digests (null: the key decides). */
+const DIGEST: Record<string, string | null> = {
+  '1.2.840.113549.1.1.5': 'sha1', // sha1WithRSAEncryption: still used by some private CAs
+  '1.2.840.113549.1.1.11': 'sha256',
+  '1.2.840.113549.1.1.12': 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512',
+  '1.2.840.10045.4.1': 'sha1', // ecdsa-with-SHA1
+  '1.2.840.10045.4.3.2': 'sha256',
+  '1.2.840.10045.4.3.3': 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+  '1.3.101.112': null, // Ed25519 (RFC 8410)
+  '1.3.101.113': null, // Ed448
+};
+const RSA_PSS = '1.2.840.113549.1.1.10';
+const HASH_NAMES: Record<string, string> = {
+  '1.3.14.3.2.26': 'sha1',
+  '2.16.840.1.101.3.4.2.1': 'sha256',
+  '2.16.840.1.101.3.4.2.2': 'sha384',
+  '2.16.840.1.101.3.4.2.3': 'sha512',
+};
+
+export interface SignatureAlgorithm {
+  oid: string;
+  params?: asn1js.AsnType | undefined;
+}
+
+/** Verifies `sig` over `data` with `key`; false on mismatch, throws only for algorithms we do not know. */
+export function verifySignature(alg: SignatureAlgorithm, data: Uint8Array, sig: Uint8Array, key: KeyObject): boolean {
+  try {
+    if (alg.oid === RSA_PSS) {
+      const p = pssParams(alg.params);
+      return verify(p.hash, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: p.saltLength }, sig);
+    }
+    const digest = DIGEST[alg.oid];
+    if (digest === undefined) throw new StaplerError('OCSP_UNSUPPORTED_ALGORITHM', alg.oid);
+    return verify(digest, data, key, sig);
+  } catch (e) {
+    if (e instanceof StaplerError) throw e;
+    // node throws on key/algorithm mismatch (e.g. an RSA OID with an EC key): that is a bad signature.
+    return false;
+  }
+}
+
+/** RFC 4055 §3.1 RSASSA-PSS-params; defaults are SHA-1 and salt length 20. */
+function pssParams(params: asn1js.AsnType | undefined): { hash: string; saltLength: number } {
+  if (!params || params instanceof asn1js.Null) return { hash: 'sha1', saltLength: 20 };
+  const p = new pkijs.RSASSAPSSParams({ schema: params });
+  const hash = HASH_NAMES[p.hashAlgorithm.algorithmId];
+  if (!hash) throw new StaplerError('OCSP_UNSUPPORTED_ALGORITHM', `RSASSA-PSS with ${p.hashAlgorithm.algorithmId}`);
+  return { hash, saltLength: p.saltLength };
+}

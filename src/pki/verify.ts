@@ -1,0 +1,129 @@
+import type { KeyObject } from 'node:crypto';
+import { StaplerError } from '../errors.js';
+import { bytesEqual, toHex } from './bytes.js';
+import { isIssuedBy, isTimeValid, parseCertificate, publicKeyOf, type CertInfo } from './certificate.js';
+import { certIdEqual, certIdOf } from './certid.js';
+import { keyIdOf, parseOcspResponse, type BasicResponse, type CertStatus, type ResponderId } from './response.js';
+import { verifySignature } from './signature.js';
+
+export interface VerifyPolicy {
+  /** Tolerated clock difference for thisUpdate in the future, seconds. */
+  skewSeconds: number;
+  /** nextUpdate must be later than now + margin (HAProxy refuses anything within 300 s). */
+  marginSeconds: number;
+}
+
+export interface VerifyInput {
+  der: Uint8Array;
+  leaf: CertInfo;
+  issuer: CertInfo;
+  now: Date;
+  policy: VerifyPolicy;
+  /** The nonce we sent, if any: it must come back (RFC 8954 §2.1). */
+  nonce?: Uint8Array | undefined;
+  /** Memo of delegated signers already proven to be issued by an issuer (see SignerMemo). */
+  memo?: SignerMemo | undefined;
+}
+
+export interface VerifiedResponse {
+  der: Uint8Array;
+  status: CertStatus;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  producedAt: Date;
+  signer: 'issuer' | 'delegate';
+  /** SingleResponses in the response: HAProxy only accepts a staple with exactly one. */
+  singleCount: number;
+}
+
+/**
+ * Memo of proven delegated signers keyed by issuer and delegate fingerprints, so that 10,000 responses
+ * signed by one delegate cost one chain check. Only issuance and EKU are memoised; the delegate's time
+ * validity is checked on every call. Bounded by the caller (one entry per responder certificate).
+ */
+export type SignerMemo = Map<string, { key: KeyObject; cert: CertInfo }>;
+
+/**
+ * Full verification of an OCSP response for one certificate (RFC 6960 §3.2, §4.2.2.2), written out because
+ * pkijs' BasicOCSPResponse.verify() fails without an embedded certificate and ignores the delegate's EKU.
+ * Order: parse and status, responder authority, signature, CertID, times, nonce. Throws StaplerError.
+ */
+export function verifyOcspResponse(input: VerifyInput): VerifiedResponse {
+  const { leaf, issuer, now, policy } = input;
+  const basic = parseOcspResponse(input.der);
+  const signer = findSigner(basic, issuer, now, input.memo);
+  if (!verifySignature(basic.signatureAlgorithm, basic.tbs, basic.signature, signer.key)) {
+    throw new StaplerError('OCSP_BAD_SIGNATURE', `signed by ${signer.kind}`);
+  }
+  const single = basic.responses.find((r) => r.certId && certIdEqual(r.certId, certIdOf(leaf, issuer, r.certId.hashAlgorithm)));
+  if (!single) throw new StaplerError('OCSP_CERTID_MISMATCH', `serial ${leaf.serialHex}`);
+  const nowMs = now.getTime();
+  if (single.thisUpdate.getTime() > nowMs + policy.skewSeconds * 1000) {
+    throw new StaplerError('OCSP_THIS_UPDATE_FUTURE', single.thisUpdate.toISOString());
+  }
+  // RFC 9919 §3.2 requires nextUpdate for staples; without it there is no freshness window to serve in.
+  if (!single.nextUpdate) throw new StaplerError('OCSP_NEXT_UPDATE_MISSING');
+  if (single.nextUpdate.getTime() <= nowMs + policy.marginSeconds * 1000) {
+    throw new StaplerError('OCSP_EXPIRED', `nextUpdate ${single.nextUpdate.toISOString()}`);
+  }
+  if (input.nonce && !(basic.nonce && bytesEqual(basic.nonce, input.nonce))) {
+    throw new StaplerError('OCSP_NONCE_MISMATCH');
+  }
+  return {
+    der: input.der,
+    status: single.status,
+    thisUpdate: single.thisUpdate,
+    nextUpdate: single.nextUpdate,
+    producedAt: basic.producedAt,
+    signer: signer.kind,
+    singleCount: basic.responses.length,
+  };
+}
+
+function matchesResponderId(id: ResponderId, cert: CertInfo): boolean {
+  return id.kind === 'key'
+    ? bytesEqual(id.keyHash, keyIdOf(cert.publicKeyBits))
+    : bytesEqual(id.der, cert.subjectNameDer);
+}
+
+/**
+ * RFC 6960 §4.2.2.2: the signer is the issuing CA itself, or a certificate the CA issued directly that
+ * carries id-kp-OCSPSigning. A delegate must be valid now (RFC 6960 §4.2.2.2.1 leaves revocation
+ * checking of the delegate to policy; with id-pkix-ocsp-nocheck none is expected).
+ */
+function findSigner(
+  basic: BasicResponse,
+  issuer: CertInfo,
+  now: Date,
+  memo: SignerMemo | undefined,
+): { kind: 'issuer' | 'delegate'; key: KeyObject } {
+  if (matchesResponderId(basic.responderId, issuer)) return { kind: 'issuer', key: issuerKey(issuer, memo) };
+  let candidate: CertInfo | undefined;
+  for (const der of basic.certs) {
+    const memoKey = `${issuer.fingerprint}:${toHex(der.subarray(-32))}:${der.byteLength}`;
+    const known = memo?.get(memoKey);
+    if (known && bytesEqual(known.cert.der, der) && matchesResponderId(basic.responderId, known.cert)) {
+      if (!isTimeValid(known.cert, now)) throw new StaplerError('OCSP_SIGNER_EXPIRED', known.cert.subject);
+      return { kind: 'delegate', key: known.key };
+    }
+    const cert = parseCertificate(der, 'responder certificate');
+    if (!matchesResponderId(basic.responderId, cert)) continue;
+    candidate = cert;
+    if (!isIssuedBy(cert, issuer)) throw new StaplerError('OCSP_SIGNER_UNAUTHORIZED', cert.subject);
+    if (!cert.ekuOcspSigning) throw new StaplerError('OCSP_SIGNER_NO_EKU', cert.subject);
+    if (!isTimeValid(cert, now)) throw new StaplerError('OCSP_SIGNER_EXPIRED', cert.subject);
+    const key = publicKeyOf(cert);
+    memo?.set(memoKey, { key, cert });
+    return { kind: 'delegate', key };
+  }
+  throw new StaplerError(candidate ? 'OCSP_SIGNER_UNAUTHORIZED' : 'OCSP_SIGNER_NOT_FOUND');
+}
+
+function issuerKey(issuer: CertInfo, memo: SignerMemo | undefined): KeyObject {
+  const k = `issuer:${issuer.fingerprint}`;
+  const known = memo?.get(k);
+  if (known) return known.key;
+  const key = publicKeyOf(issuer);
+  memo?.set(k, { key, cert: issuer });
+  return key;
+}

@@ -1,0 +1,313 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { errorCode, StaplerError } from '../errors.js';
+import type { RefreshConfig } from '../config/schema.js';
+import type { ResponderClient } from '../fetch/responder-client.js';
+import { Scheduler } from '../fetch/scheduler.js';
+import { certIdKey, certIdOf } from '../pki/certid.js';
+import { backoffMs, nextRefreshAt, type Rand } from '../pki/freshness.js';
+import { buildOcspRequest } from '../pki/request.js';
+import { verifyOcspResponse, type SignerMemo } from '../pki/verify.js';
+import type { CertRecord } from '../sources/certificates.js';
+import type { StapleStore } from '../store/store.js';
+import type { Clock } from '../util/clock.js';
+import { servableStaple, stateOf, toStaple, viewOf, type CertificateView, type Entry, type EntryState, type Staple } from './staple.js';
+
+export interface StaplerOptions {
+  clock: Clock;
+  client: ResponderClient;
+  store: StapleStore;
+  log: Logger;
+  refresh: RefreshConfig;
+  /** Concurrent upstream fetches in all. */
+  concurrency: number;
+  /** Send a nonce upstream (off by default, RFC 9919 §2.1). */
+  nonce: boolean;
+  rand?: Rand;
+}
+
+/** What the OCSP routes answer for a CertID: the staple, or why not (mapped to OCSP statuses in http/). */
+export type Answer = { kind: 'staple'; staple: Staple; maxAgeSeconds: number } | { kind: 'unknown' } | { kind: 'tryLater' };
+
+export type StapleListener = (record: CertRecord, staple: Staple, why: 'fetched' | 'loaded') => void;
+
+/**
+ * Owns the certificate entries, their staples and their schedule. Network and disk I/O happen outside
+ * the entries; every change to an entry is one synchronous commit after the awaits (STYLE rule 8).
+ */
+export class Stapler {
+  readonly #o: StaplerOptions;
+  readonly #rand: Rand;
+  readonly #entries = new Map<string, Entry>();
+  readonly #byCertId = new Map<string, Entry>();
+  readonly #scheduler: Scheduler;
+  readonly #memo: SignerMemo = new Map();
+  readonly #writes = new Map<string, Promise<void>>();
+  readonly #listeners: StapleListener[] = [];
+  #started = false;
+
+  constructor(o: StaplerOptions) {
+    this.#o = o;
+    this.#rand = o.rand ?? Math.random;
+    this.#scheduler = new Scheduler({
+      clock: o.clock,
+      concurrency: o.concurrency,
+      run: (name) => this.#refresh(name),
+      onError: (name, e) => o.log.error({ cert: name, err: e }, 'refresh job failed unexpectedly'),
+    });
+  }
+
+  onStaple(l: StapleListener): void {
+    this.#listeners.push(l);
+  }
+
+  /** Replaces the set of certificates: unchanged ones keep their staple and schedule. */
+  async setRecords(records: CertRecord[]): Promise<void> {
+    const next = new Map(records.map((r) => [r.name, r]));
+    for (const [name, e] of this.#entries) {
+      const r = next.get(name);
+      if (!r || !sameCertificate(e.record, r)) this.#remove(name, r ? undefined : e.record.leaf.fingerprint);
+      else e.record = r;
+    }
+    const added: Entry[] = [];
+    for (const r of records) {
+      if (this.#entries.has(r.name)) continue;
+      const e = this.#add(r);
+      added.push(e);
+    }
+    if (this.#started) await Promise.all(added.map((e) => this.#prime(e)));
+  }
+
+  /** Loads persisted staples (re-verified, served before any upstream contact), then schedules fetches. */
+  async start(): Promise<void> {
+    this.#started = true;
+    await Promise.all([...this.#entries.values()].map((e) => this.#prime(e)));
+  }
+
+  async stop(): Promise<void> {
+    await this.#scheduler.stop();
+    await Promise.allSettled([...this.#writes.values()]);
+    this.#o.client.close();
+  }
+
+  /** Hot path: a map lookup and a time comparison. */
+  answer(key: string): Answer {
+    const e = this.#byCertId.get(key);
+    if (!e) return { kind: 'unknown' };
+    const now = this.#o.clock.now();
+    const s = servableStaple(e, now, this.#o.refresh.marginSeconds);
+    if (!s) return { kind: 'tryLater' };
+    const until = Math.min(this.#scheduler.dueAt(e.record.name)?.getTime() ?? Infinity, s.nextUpdate.getTime() - this.#o.refresh.marginSeconds * 1000);
+    return { kind: 'staple', staple: s, maxAgeSeconds: Math.max(0, Math.floor((until - now.getTime()) / 1000)) };
+  }
+
+  list(): CertificateView[] {
+    return [...this.#entries.values()].map((e) => this.#view(e));
+  }
+
+  get(name: string): CertificateView | undefined {
+    const e = this.#entries.get(name);
+    return e && this.#view(e);
+  }
+
+  /** The servable staple of a certificate, by name. */
+  staple(name: string): Staple | undefined {
+    const e = this.#entries.get(name);
+    return e && servableStaple(e, this.#o.clock.now(), this.#o.refresh.marginSeconds);
+  }
+
+  /** Fetches now (joining a fetch already under way) and returns the resulting view. */
+  async refresh(name: string): Promise<CertificateView> {
+    const e = this.#entries.get(name);
+    if (!e) throw new StaplerError('NOT_FOUND', name);
+    if (e.record.url) await this.#scheduler.runNow(name);
+    return this.#view(this.#entries.get(name) ?? e);
+  }
+
+  /**
+   * Ready when every certificate with a responder has a servable staple or has failed its first fetch,
+   * and no must-staple certificate lacks a servable staple (clients hard-fail without one, RFC 7633 §4.2).
+   */
+  readiness(): { ready: boolean; waiting: string[]; mustStapleMissing: string[] } {
+    const now = this.#o.clock.now();
+    const waiting: string[] = [];
+    const mustStapleMissing: string[] = [];
+    for (const e of this.#entries.values()) {
+      const st = stateOf(e, now, this.#o.refresh.marginSeconds);
+      if (st === 'pending') waiting.push(e.record.name);
+      if (e.record.leaf.mustStaple && e.record.url && !['good', 'revoked', 'unknown', 'expired'].includes(st)) mustStapleMissing.push(e.record.name);
+    }
+    return { ready: this.#started && waiting.length === 0 && mustStapleMissing.length === 0, waiting, mustStapleMissing };
+  }
+
+  #view(e: Entry): CertificateView {
+    return viewOf(e, this.#o.clock.now(), this.#o.refresh.marginSeconds, this.#scheduler.dueAt(e.record.name));
+  }
+
+  #add(r: CertRecord): Entry {
+    const keys = r.url ? (['sha1', 'sha256'] as const).map((a) => certIdKey(certIdOf(r.leaf, r.issuer, a))) : [];
+    const e: Entry = { record: r, keys, staple: undefined, failures: 0, lastError: undefined, generation: 0 };
+    this.#entries.set(r.name, e);
+    for (const k of keys) this.#byCertId.set(k, e);
+    if (!r.url) this.#o.log.debug({ cert: r.name }, 'no OCSP URL: not applicable');
+    return e;
+  }
+
+  #remove(name: string, dropPersistedFp: string | undefined): void {
+    const e = this.#entries.get(name);
+    if (!e) return;
+    e.generation++;
+    this.#entries.delete(name);
+    this.#scheduler.remove(name);
+    for (const k of e.keys) if (this.#byCertId.get(k) === e) this.#byCertId.delete(k);
+    const shared = [...this.#entries.values()].some((o) => o.record.leaf.fingerprint === dropPersistedFp);
+    if (dropPersistedFp && !shared) void this.#queueWrite(dropPersistedFp, () => this.#o.store.delete(dropPersistedFp));
+    this.#o.log.info({ cert: name }, 'certificate removed');
+  }
+
+  /** Serve what the disk holds (after re-verifying it now), then schedule the first refresh. */
+  async #prime(e: Entry): Promise<void> {
+    const { record } = e;
+    if (!record.url) return;
+    const gen = e.generation;
+    let loaded: Staple | undefined;
+    try {
+      const stored = await this.#o.store.get(record.leaf.fingerprint);
+      if (stored) loaded = this.#verify(record, stored.der, undefined);
+    } catch (err) {
+      this.#o.log.warn({ cert: record.name, code: errorCode(err, 'STORE_CORRUPT'), err: String(err) }, 'persisted staple unusable, skipping it');
+    }
+    if (this.#entries.get(record.name) !== e || e.generation !== gen) return;
+    const now = this.#o.clock.now();
+    if (loaded && !e.staple) {
+      e.staple = loaded;
+      this.#o.log.info({ cert: record.name, state: stateOf(e, now, this.#o.refresh.marginSeconds) }, 'serving persisted staple');
+      this.#emit(record, loaded, 'loaded');
+    }
+    const at = e.staple ? nextRefreshAt(e.staple, now, { ...this.#o.refresh, minIntervalSeconds: 0 }, this.#rand) : now;
+    this.#scheduler.schedule(record.name, at);
+  }
+
+  #verify(record: CertRecord, der: Uint8Array, nonce: Uint8Array | undefined): Staple {
+    const now = this.#o.clock.now();
+    const policy = { skewSeconds: this.#o.refresh.skewSeconds, marginSeconds: this.#o.refresh.marginSeconds };
+    const v = verifyOcspResponse({ der, leaf: record.leaf, issuer: record.issuer, now, policy, nonce, memo: this.#memo });
+    return toStaple(v, now);
+  }
+
+  /** One scheduled fetch: request, verify, commit. Returns when to run next. */
+  async #refresh(name: string): Promise<Date | null> {
+    const e = this.#entries.get(name);
+    const url = e?.record.url;
+    if (!e || !url) return null;
+    const { record, generation } = e;
+    const log = this.#o.log;
+    if (record.leaf.notAfter.getTime() <= this.#o.clock.now().getTime()) {
+      log.info({ cert: name }, 'certificate expired: no more refreshes');
+      return null;
+    }
+    const nonce = this.#o.nonce ? new Uint8Array(randomBytes(16)) : undefined;
+    const request = buildOcspRequest([certIdOf(record.leaf, record.issuer, 'sha1')], { nonce });
+    let fresh: Staple;
+    let maxAge: number | undefined;
+    try {
+      const res = await this.#o.client.fetch(url, request);
+      maxAge = res.maxAgeSeconds;
+      fresh = this.#verify(record, res.body, nonce);
+    } catch (err) {
+      return this.#commitFailure(e, generation, err);
+    }
+    return this.#commitSuccess(e, generation, fresh, maxAge);
+  }
+
+  #commitSuccess(e: Entry, generation: number, fresh: Staple, maxAge: number | undefined): Date | null {
+    if (this.#entries.get(e.record.name) !== e || e.generation !== generation) return null;
+    const held = e.staple;
+    // Never replace a staple with an older one (RFC 9919 §4: a CDN or a lagging replica can serve stale data).
+    if (held && fresh.thisUpdate.getTime() < held.thisUpdate.getTime()) {
+      return this.#commitFailure(e, generation, new StaplerError('OCSP_OLDER', `thisUpdate ${fresh.thisUpdate.toISOString()} < ${held.thisUpdate.toISOString()}`));
+    }
+    const now = this.#o.clock.now();
+    const before = stateOf(e, now, this.#o.refresh.marginSeconds);
+    const changed = !held || !held.body.equals(fresh.body);
+    if (changed) e.staple = fresh;
+    e.failures = 0;
+    e.lastError = undefined;
+    const after = stateOf(e, now, this.#o.refresh.marginSeconds);
+    if (changed) {
+      this.#logTransition(e, before, after);
+      this.#persist(e, fresh);
+      this.#emit(e.record, fresh, 'fetched');
+    }
+    return nextRefreshAt(e.staple!, now, this.#o.refresh, this.#rand, maxAge);
+  }
+
+  #commitFailure(e: Entry, generation: number, err: unknown): Date | null {
+    if (this.#entries.get(e.record.name) !== e || e.generation !== generation) return null;
+    const now = this.#o.clock.now();
+    const code = errorCode(err, 'FETCH_CONNECT');
+    const before = stateOf(e, now, this.#o.refresh.marginSeconds);
+    const repeated = e.lastError?.code === code;
+    e.failures++;
+    e.lastError = { code, message: err instanceof Error ? err.message : String(err), at: now };
+    const after = stateOf(e, now, this.#o.refresh.marginSeconds);
+    const delay = backoffMs(e.failures, this.#o.refresh, this.#rand, err instanceof StaplerError ? err.retryAfter : undefined);
+    const fields = { cert: e.record.name, code, error: e.lastError.message, failures: e.failures, state: after, retryInSeconds: Math.round(delay / 1000) };
+    // One line per change, not per attempt: a responder that stays down does not flood the log.
+    if (before !== after || !repeated) {
+      const level = after === 'failing' && e.record.leaf.mustStaple ? 'error' : 'warn';
+      this.#o.log[level](fields, after === 'failing' && e.record.leaf.mustStaple ? 'must-staple certificate has no valid staple' : 'OCSP fetch failed');
+    } else {
+      this.#o.log.debug(fields, 'OCSP fetch failed again');
+    }
+    return new Date(now.getTime() + delay);
+  }
+
+  #logTransition(e: Entry, before: EntryState, after: EntryState): void {
+    const s = e.staple!;
+    const fields = { cert: e.record.name, state: after, previous: before, thisUpdate: s.thisUpdate.toISOString(), nextUpdate: s.nextUpdate.toISOString() };
+    if (after === 'revoked') this.#o.log.error({ ...fields, revokedAt: s.status.kind === 'revoked' ? s.status.at.toISOString() : undefined }, 'certificate is REVOKED');
+    else if (before !== after) this.#o.log.info(fields, 'staple state changed');
+    else this.#o.log.debug(fields, 'staple refreshed');
+  }
+
+  #emit(record: CertRecord, s: Staple, why: 'fetched' | 'loaded'): void {
+    for (const l of this.#listeners) {
+      try {
+        l(record, s, why);
+      } catch (err) {
+        this.#o.log.error({ cert: record.name, err }, 'staple listener failed');
+      }
+    }
+  }
+
+  #persist(e: Entry, s: Staple): void {
+    const fp = e.record.leaf.fingerprint;
+    const meta = {
+      name: e.record.name,
+      fetchedAt: s.fetchedAt.toISOString(),
+      url: e.record.url ?? '',
+      status: s.status.kind,
+      thisUpdate: s.thisUpdate.toISOString(),
+      nextUpdate: s.nextUpdate.toISOString(),
+    };
+    void this.#queueWrite(fp, () => this.#o.store.put(fp, { der: s.body, meta }));
+  }
+
+  /** Writes to one key run in order, so an older staple can never land after a newer one. */
+  #queueWrite(fp: string, op: () => Promise<void>): Promise<void> {
+    const prev = this.#writes.get(fp) ?? Promise.resolve();
+    const p = prev
+      .then(op)
+      .catch((err) => this.#o.log.error({ fingerprint: fp, err }, 'persisting staple failed'))
+      .finally(() => {
+        if (this.#writes.get(fp) === p) this.#writes.delete(fp);
+      });
+    this.#writes.set(fp, p);
+    return p;
+  }
+}
+
+function sameCertificate(a: CertRecord, b: CertRecord): boolean {
+  return a.leaf.fingerprint === b.leaf.fingerprint && a.issuer.fingerprint === b.issuer.fingerprint && a.url === b.url;
+}

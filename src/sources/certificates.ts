@@ -1,0 +1,87 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import { StaplerError } from '../errors.js';
+import { bytesEqual } from '../pki/bytes.js';
+import { isIssuedBy, parseCertificate, type CertInfo } from '../pki/certificate.js';
+import { certificatesFromPem } from '../pki/pem.js';
+import type { CertificateConfig, DirectoryConfig } from '../config/schema.js';
+
+/** A certificate staplerd keeps a staple for, with everything needed to fetch and check it. */
+export interface CertRecord {
+  name: string;
+  /** Where it came from, for messages. */
+  source: string;
+  leaf: CertInfo;
+  issuer: CertInfo;
+  /** The responder to ask: configured override, else the first AIA OCSP URL; undefined means not applicable. */
+  url: string | undefined;
+}
+
+async function readCerts(path: string, what: string): Promise<Uint8Array[]> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (cause) {
+    throw new StaplerError('CERT_FILE', `${what} ${path}: ${(cause as Error).message}`, { cause });
+  }
+  return certificatesFromPem(new Uint8Array(bytes), path);
+}
+
+/**
+ * Builds the record for one bundle: leaf first, its issuer found among the rest of the bundle or in the
+ * separate issuer file, and proven to have signed the leaf (RFC 5280 §6.1.3).
+ */
+export async function loadRecord(c: { name: string; chain: string; issuer?: string | undefined; responder?: string | undefined }): Promise<CertRecord> {
+  const chain = await readCerts(c.chain, 'chain');
+  const leaf = parseCertificate(chain[0]!, c.chain);
+  const candidates = c.issuer ? await readCerts(c.issuer, 'issuer') : chain.slice(1);
+  const parsed = candidates.map((d, i) => parseCertificate(d, `${c.issuer ?? c.chain} #${i + 1}`));
+  const issuer = parsed.find((p) => isIssuedBy(leaf, p));
+  if (!issuer) {
+    const named = parsed.some((p) => bytesEqual(p.subjectNameDer, leaf.issuerNameDer));
+    throw new StaplerError(
+      named ? 'ISSUER_MISMATCH' : 'ISSUER_NOT_FOUND',
+      `${c.chain}: ${named ? 'the certificate named as issuer did not sign' : 'no issuer for'} ${leaf.subject}` +
+        (c.issuer ? ` in ${c.issuer}` : ' (add the issuer to the chain or set `issuer:`)'),
+    );
+  }
+  return { name: c.name, source: c.chain, leaf, issuer, url: c.responder ?? leaf.ocspUrls[0] };
+}
+
+export function loadConfigured(c: CertificateConfig): Promise<CertRecord> {
+  return loadRecord(c);
+}
+
+/** `*.pem`, `fullchain-?.crt`: shell-style file name patterns, no path separators. */
+export function globToRegExp(pattern: string): RegExp {
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]');
+  return new RegExp(`^${re}$`);
+}
+
+export interface DirectoryScan {
+  records: CertRecord[];
+  /** Files that matched but could not be used (half-written, no issuer, ...): skipped, retried next scan. */
+  rejected: Array<{ file: string; error: StaplerError }>;
+}
+
+/** Every matching bundle in `d.path` becomes a certificate named after its file (without extension). */
+export async function scanDirectory(d: DirectoryConfig): Promise<DirectoryScan> {
+  const re = globToRegExp(d.pattern);
+  let names: string[];
+  try {
+    names = (await readdir(d.path)).filter((n) => re.test(n) && !n.startsWith('.')).sort();
+  } catch (cause) {
+    throw new StaplerError('CERT_FILE', `directory ${d.path}: ${(cause as Error).message}`, { cause });
+  }
+  const out: DirectoryScan = { records: [], rejected: [] };
+  for (const n of names) {
+    const file = join(d.path, n);
+    try {
+      out.records.push(await loadRecord({ name: basename(n, extname(n)), chain: file, issuer: d.issuer, responder: d.responder }));
+    } catch (e) {
+      if (!(e instanceof StaplerError)) throw e;
+      out.rejected.push({ file, error: e });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,44 @@
+import type { Logger } from 'pino';
+import { StaplerError } from '../errors.js';
+import type { Config } from '../config/schema.js';
+import { loadRecord, scanDirectory, type CertRecord } from './certificates.js';
+
+/**
+ * Every certificate the config names. A broken explicitly configured certificate is a config error
+ * (thrown, exit 2 at start); a broken file in a watched directory is skipped with a warning, since it may
+ * be half-written and will be picked up by the next scan once it is whole.
+ */
+export async function loadAllRecords(cfg: Pick<Config, 'certificates' | 'directories' | 'limits' | 'source'>, log: Logger): Promise<CertRecord[]> {
+  const records: CertRecord[] = [];
+  for (const [i, c] of cfg.certificates.entries()) {
+    try {
+      records.push(await loadRecord(c));
+    } catch (e) {
+      if (e instanceof StaplerError) throw new StaplerError(e.code, `${cfg.source}: certificates[${i}] (${c.name}): ${e.message}`, { cause: e });
+      throw e;
+    }
+  }
+  const names = new Set(records.map((r) => r.name));
+  for (const [i, d] of cfg.directories.entries()) {
+    let scan;
+    try {
+      scan = await scanDirectory(d);
+    } catch (e) {
+      if (e instanceof StaplerError) throw new StaplerError(e.code, `${cfg.source}: directories[${i}]: ${e.message}`, { cause: e });
+      throw e;
+    }
+    for (const r of scan.rejected) log.warn({ file: r.file, code: r.error.code, error: r.error.message }, 'skipping certificate file');
+    for (const r of scan.records) {
+      if (names.has(r.name)) {
+        log.warn({ file: r.source, cert: r.name }, 'skipping certificate file: name already used');
+        continue;
+      }
+      names.add(r.name);
+      records.push(r);
+    }
+  }
+  if (records.length > cfg.limits.maxCertificates) {
+    throw new StaplerError('CONFIG_INVALID', `${cfg.source}: limits.maxCertificates: ${records.length} certificates found, limit is ${cfg.limits.maxCertificates}`);
+  }
+  return records;
+}
