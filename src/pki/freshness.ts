@@ -25,14 +25,15 @@ export interface Window {
 export type Rand = () => number;
 
 /**
- * Refresh time for a fresh staple. Upstream `Cache-Control: max-age` (RFC 9919 §6.2) means the response
- * will not change before then, so we do not ask sooner, but never later than the servable end.
+ * Refresh time for a staple. `notBeforeSeconds` is the upstream `Cache-Control: max-age` (RFC 9919 §6.2)
+ * when the responder just gave us the response we already held: it will not change before then, so asking
+ * sooner is wasted. It is never honoured past one retry interval before the staple stops being servable.
  */
-export function nextRefreshAt(w: Window, now: Date, p: RefreshPolicy, rand: Rand, maxAgeSeconds?: number): Date {
+export function nextRefreshAt(w: Window, now: Date, p: RefreshPolicy, rand: Rand, notBeforeSeconds?: number): Date {
   const t = w.thisUpdate.getTime();
   const span = Math.max(0, w.nextUpdate.getTime() - t);
   let at = t + p.fraction * span - rand() * p.jitter * span;
-  if (maxAgeSeconds !== undefined && maxAgeSeconds > 0) at = Math.max(at, now.getTime() + maxAgeSeconds * 1000);
+  if (notBeforeSeconds !== undefined && notBeforeSeconds > 0) at = Math.max(at, now.getTime() + notBeforeSeconds * 1000);
   const servableEnd = w.nextUpdate.getTime() - p.marginSeconds * 1000;
   // Leave at least one retry interval before the staple stops being servable.
   at = Math.min(at, servableEnd - p.backoffInitialSeconds * 1000);

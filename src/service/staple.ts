@@ -53,6 +53,11 @@ export interface Entry {
   lastError: LastError | undefined;
   /** Bumped when the record is replaced; a fetch that started under an older generation is discarded. */
   generation: number;
+  /**
+   * The state last written to the log. States also change silently with time (a staple ages out), so
+   * transitions are logged against this, not against the state just before a commit.
+   */
+  reported: EntryState;
 }
 
 /** The state is derived, never stored: a staple that aged past nextUpdate − margin stops counting by itself. */

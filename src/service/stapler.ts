@@ -146,7 +146,7 @@ export class Stapler {
 
   #add(r: CertRecord): Entry {
     const keys = r.url ? (['sha1', 'sha256'] as const).map((a) => certIdKey(certIdOf(r.leaf, r.issuer, a))) : [];
-    const e: Entry = { record: r, keys, staple: undefined, failures: 0, lastError: undefined, generation: 0 };
+    const e: Entry = { record: r, keys, staple: undefined, failures: 0, lastError: undefined, generation: 0, reported: 'pending' };
     this.#entries.set(r.name, e);
     for (const k of keys) this.#byCertId.set(k, e);
     if (!r.url) this.#o.log.debug({ cert: r.name }, 'no OCSP URL: not applicable');
@@ -228,33 +228,40 @@ export class Stapler {
       return this.#commitFailure(e, generation, new StaplerError('OCSP_OLDER', `thisUpdate ${fresh.thisUpdate.toISOString()} < ${held.thisUpdate.toISOString()}`));
     }
     const now = this.#o.clock.now();
-    const before = stateOf(e, now, this.#o.refresh.marginSeconds);
     const changed = !held || !held.body.equals(fresh.body);
     if (changed) e.staple = fresh;
     e.failures = 0;
     e.lastError = undefined;
     const after = stateOf(e, now, this.#o.refresh.marginSeconds);
+    if (changed || after !== e.reported) this.#logTransition(e, e.reported, after);
+    e.reported = after;
     if (changed) {
-      this.#logTransition(e, before, after);
       this.#persist(e, fresh);
       this.#emit(e.record, fresh, 'fetched');
     }
-    return nextRefreshAt(e.staple!, now, this.#o.refresh, this.#rand, maxAge);
+    // A fresh response keeps the fraction-of-window schedule; an unchanged one waits out the upstream max-age.
+    return nextRefreshAt(e.staple!, now, this.#o.refresh, this.#rand, changed ? undefined : maxAge);
   }
 
   #commitFailure(e: Entry, generation: number, err: unknown): Date | null {
     if (this.#entries.get(e.record.name) !== e || e.generation !== generation) return null;
     const now = this.#o.clock.now();
     const code = errorCode(err, 'FETCH_CONNECT');
-    const before = stateOf(e, now, this.#o.refresh.marginSeconds);
     const repeated = e.lastError?.code === code;
     e.failures++;
     e.lastError = { code, message: err instanceof Error ? err.message : String(err), at: now };
     const after = stateOf(e, now, this.#o.refresh.marginSeconds);
-    const delay = backoffMs(e.failures, this.#o.refresh, this.#rand, err instanceof StaplerError ? err.retryAfter : undefined);
+    const changed = after !== e.reported;
+    e.reported = after;
+    let delay = backoffMs(e.failures, this.#o.refresh, this.#rand, err instanceof StaplerError ? err.retryAfter : undefined);
+    // However long the backoff has grown, try once more 30 s before the held staple stops being servable,
+    // and once right after, so that losing it is noticed and logged at that moment, not an hour later.
+    const servableIn = e.staple ? e.staple.nextUpdate.getTime() - this.#o.refresh.marginSeconds * 1000 - now.getTime() : -1;
+    if (servableIn > 60_000) delay = Math.min(delay, servableIn - 30_000);
+    else if (servableIn >= 0) delay = Math.min(delay, servableIn + 1);
     const fields = { cert: e.record.name, code, error: e.lastError.message, failures: e.failures, state: after, retryInSeconds: Math.round(delay / 1000) };
     // One line per change, not per attempt: a responder that stays down does not flood the log.
-    if (before !== after || !repeated) {
+    if (changed || !repeated) {
       const level = after === 'failing' && e.record.leaf.mustStaple ? 'error' : 'warn';
       this.#o.log[level](fields, after === 'failing' && e.record.leaf.mustStaple ? 'must-staple certificate has no valid staple' : 'OCSP fetch failed');
     } else {

@@ -1,0 +1,219 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseConfig } from '../../src/config/load.js';
+import { demoStatuses } from '../../src/demo/ca.js';
+import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
+import { HttpResponderClient } from '../../src/fetch/responder-client.js';
+import { certIdKey } from '../../src/pki/certid.js';
+import { Stapler } from '../../src/service/stapler.js';
+import type { CertRecord } from '../../src/sources/certificates.js';
+import { MemoryStapleStore } from '../../src/store/memory-store.js';
+import type { StapleStore } from '../../src/store/store.js';
+import { FakeClock } from '../helpers/clock.js';
+import { captureLog, type CapturedLog } from '../helpers/log.js';
+import { fixture } from '../helpers/pki.js';
+import { until } from '../helpers/wait.js';
+
+const f = fixture();
+const refresh = parseConfig({}, '<inline>').refresh;
+let responder: DemoResponder;
+let clock: FakeClock;
+
+before(async () => {
+  clock = new FakeClock(f.now);
+  responder = await startResponder({ issuer: f.pki.issuer, signer: f.pki.ocspSigner, statuses: demoStatuses(f.pki, f.now), now: () => clock.now() });
+});
+after(() => responder.close());
+
+interface Rig {
+  stapler: Stapler;
+  log: CapturedLog;
+  store: StapleStore;
+  records: Record<'good' | 'revoked' | 'mustStaple' | 'quiet', CertRecord>;
+}
+
+function rig(o: { store?: StapleStore; url?: string } = {}): Rig {
+  const url = o.url ?? responder.url;
+  const rec = (name: string, leaf = f.good, u: string | null = url): CertRecord => ({ name, source: `${name}.pem`, leaf, issuer: f.issuer, url: u ?? undefined });
+  const records = { good: rec('good'), revoked: rec('revoked', f.revoked), mustStaple: rec('mustStaple', f.mustStaple), quiet: rec('quiet', f.good, null) };
+  const log = captureLog();
+  const store = o.store ?? new MemoryStapleStore({ maxEntries: 100, maxBytes: 1 << 20 });
+  const client = new HttpResponderClient({ timeoutMs: 1000, maxResponseBytes: 65536, perHostConcurrency: 4, userAgent: 'test' });
+  const stapler = new Stapler({ clock, client, store, log: log.log, refresh, concurrency: 4, nonce: false, rand: () => 0 });
+  return { stapler, log, store, records };
+}
+
+async function started(r: Rig, names: Array<keyof Rig['records']> = ['good', 'revoked', 'mustStaple', 'quiet']): Promise<Rig> {
+  await r.stapler.setRecords(names.map((n) => r.records[n]));
+  await r.stapler.start();
+  await clock.advance(0);
+  await until(() => r.stapler.list().every((c) => c.state !== 'pending'), 'first fetches');
+  return r;
+}
+
+const key = (leaf = f.good) => certIdKey(f.certId(leaf));
+const stateOf = (r: Rig, name: string) => r.stapler.get(name)!.state;
+
+describe('Stapler', () => {
+  test('fetches every certificate with a responder at start and never one without', async () => {
+    responder.setFault(null);
+    const before = responder.stats.requests;
+    const r = await started(rig());
+    assert.equal(stateOf(r, 'good'), 'good');
+    assert.equal(stateOf(r, 'revoked'), 'revoked');
+    assert.equal(stateOf(r, 'quiet'), 'not_applicable');
+    assert.equal(responder.stats.requests - before, 3);
+    assert.equal(r.stapler.answer(key()).kind, 'staple');
+    assert.equal(r.stapler.answer(certIdKey(f.certId(f.good, 'sha256'))).kind, 'staple', 'found by SHA-256 CertID too');
+    assert.equal(r.stapler.answer('sha1:00:00:00').kind, 'unknown');
+    assert.equal(r.log.atLeast(40).filter((l) => l.cert === 'quiet').length, 0, 'not applicable is quiet');
+    assert.equal(r.log.atLeast(50).filter((l) => l.cert === 'revoked').length, 1, 'revoked is logged at error once');
+    await r.stapler.stop();
+  });
+
+  test('schedules the refresh at half the validity window', async () => {
+    responder.setFault(null);
+    const r = await started(rig(), ['good']);
+    const v = r.stapler.get('good')!;
+    const half = (Date.parse(v.thisUpdate!) + Date.parse(v.nextUpdate!)) / 2;
+    assert.equal(Date.parse(v.nextRefresh!), half);
+    await r.stapler.stop();
+  });
+
+  test('keeps the last good staple when the responder returns tryLater, and backs off', async () => {
+    responder.setFault(null);
+    const r = await started(rig(), ['good']);
+    const held = r.stapler.get('good')!.thisUpdate;
+    responder.setFault({ kind: 'ocsp-status', status: 3 });
+    await r.stapler.refresh('good');
+    const v = r.stapler.get('good')!;
+    assert.equal(v.state, 'good');
+    assert.equal(v.thisUpdate, held);
+    assert.equal(v.lastError?.code, 'OCSP_STATUS_TRY_LATER');
+    assert.equal(Date.parse(v.nextRefresh!) - clock.now().getTime(), 15_000, 'first backoff (rand 0: half of 30 s)');
+    assert.equal(r.stapler.answer(key()).kind, 'staple');
+    responder.setFault(null);
+    await r.stapler.stop();
+  });
+
+  test('refuses a response older than the staple it holds', async () => {
+    responder.setFault(null);
+    const r = await started(rig(), ['good']);
+    const held = r.stapler.get('good')!.thisUpdate;
+    responder.setFault({ kind: 'this-update-offset', seconds: -600 });
+    await r.stapler.refresh('good');
+    assert.equal(r.stapler.get('good')!.thisUpdate, held);
+    assert.equal(r.stapler.get('good')!.lastError?.code, 'OCSP_OLDER');
+    responder.setFault(null);
+    await r.stapler.stop();
+  });
+
+  test('stops serving at nextUpdate minus the margin and says tryLater; must-staple makes it unready', async () => {
+    responder.setFault(null);
+    const r = await started(rig(), ['good', 'mustStaple']);
+    assert.equal(r.stapler.readiness().ready, true);
+    responder.setFault({ kind: 'http-status', status: 500 });
+    const nextUpdate = Date.parse(r.stapler.get('good')!.nextUpdate!);
+    await clock.advance(nextUpdate - 300_000 - clock.now().getTime());
+    await until(() => r.stapler.get('mustStaple')!.failures > 0, 'a failed refresh');
+    await clock.advance(1);
+    await until(() => r.log.atLeast(50).some((l) => l.cert === 'mustStaple'), 'the loss of the must-staple staple to be logged');
+    assert.equal(r.stapler.answer(key()).kind, 'tryLater');
+    assert.equal(stateOf(r, 'good'), 'failing');
+    const ready = r.stapler.readiness();
+    assert.equal(ready.ready, false);
+    assert.deepEqual(ready.mustStapleMissing, ['mustStaple']);
+    assert.ok(r.log.atLeast(50).some((l) => l.cert === 'mustStaple' && /must-staple/.test(l.msg)), 'must-staple loss is logged at error');
+    responder.setFault(null);
+    await r.stapler.stop();
+    clock = new FakeClock(f.now);
+  });
+
+  test('logs one line per change, not one per failed attempt', async () => {
+    responder.setFault({ kind: 'http-status', status: 503, retryAfter: '1' });
+    const r = await started(rig(), ['good']);
+    for (let i = 0; i < 5; i++) await r.stapler.refresh('good');
+    const warns = r.log.atLeast(40).filter((l) => l.cert === 'good');
+    assert.equal(warns.length, 1, JSON.stringify(warns));
+    assert.equal(r.stapler.get('good')!.failures, 6);
+    assert.equal(r.stapler.get('good')!.lastError?.code, 'FETCH_HTTP_STATUS');
+    responder.setFault(null);
+    await r.stapler.stop();
+  });
+
+  test('concurrent refresh requests for one certificate make one upstream fetch', async () => {
+    responder.setFault(null);
+    const r = await started(rig(), ['good']);
+    const before = responder.stats.requests;
+    await Promise.all(Array.from({ length: 20 }, () => r.stapler.refresh('good')));
+    assert.equal(responder.stats.requests - before, 1);
+    await r.stapler.stop();
+  });
+
+  test('serves a persisted staple at start, before any upstream answer', async () => {
+    responder.setFault(null);
+    const store = new MemoryStapleStore({ maxEntries: 10, maxBytes: 1 << 20 });
+    const first = await started(rig({ store }), ['good']);
+    await first.stapler.stop();
+    await until(async () => (await store.get(f.good.fingerprint)) !== undefined, 'persisted');
+    responder.setFault({ kind: 'hang' });
+    const second = rig({ store });
+    await second.stapler.setRecords([second.records.good]);
+    await second.stapler.start();
+    assert.equal(second.stapler.answer(key()).kind, 'staple');
+    assert.equal(stateOf(second, 'good'), 'good');
+    assert.equal(second.stapler.readiness().ready, true);
+    responder.setFault(null);
+    await second.stapler.stop();
+  });
+
+  test('skips a corrupt persisted staple with a log line and fetches a new one', async () => {
+    responder.setFault(null);
+    const store = new MemoryStapleStore({ maxEntries: 10, maxBytes: 1 << 20 });
+    await store.put(f.good.fingerprint, { der: Uint8Array.from([0x30, 0x03, 1, 2]), meta: undefined });
+    const r = await started(rig({ store }), ['good']);
+    assert.ok(r.log.lines.some((l) => l.cert === 'good' && /persisted staple unusable/.test(l.msg)));
+    assert.equal(stateOf(r, 'good'), 'good');
+    await r.stapler.stop();
+  });
+
+  test('readiness waits for first fetches, then counts a failed first fetch as settled', async () => {
+    responder.setFault({ kind: 'http-status', status: 500 });
+    const r = rig();
+    await r.stapler.setRecords([r.records.good]);
+    assert.equal(r.stapler.readiness().ready, false);
+    await r.stapler.start();
+    assert.deepEqual(r.stapler.readiness().waiting, ['good']);
+    await clock.advance(0);
+    await until(() => stateOf(r, 'good') === 'failing', 'first failure');
+    assert.equal(r.stapler.readiness().ready, true);
+    responder.setFault(null);
+    await r.stapler.stop();
+  });
+
+  test('an expired certificate is listed as expired and not fetched', async () => {
+    responder.setFault(null);
+    const r = rig();
+    const expired: CertRecord = { ...r.records.good, name: 'old', leaf: { ...f.good, notAfter: new Date(f.now.getTime() - 1000) } };
+    const before = responder.stats.requests;
+    await r.stapler.setRecords([expired]);
+    await r.stapler.start();
+    await clock.advance(0);
+    await until(() => r.stapler.get('old')!.nextRefresh === null, 'expired check');
+    assert.equal(stateOf(r, 'old'), 'expired');
+    assert.equal(responder.stats.requests, before);
+    await r.stapler.stop();
+  });
+
+  test('setRecords keeps unchanged certificates and drops removed ones', async () => {
+    responder.setFault(null);
+    const r = await started(rig(), ['good', 'revoked']);
+    const before = responder.stats.requests;
+    await r.stapler.setRecords([r.records.good]);
+    assert.equal(r.stapler.get('revoked'), undefined);
+    assert.equal(r.stapler.answer(key(f.revoked)).kind, 'unknown');
+    assert.equal(r.stapler.answer(key()).kind, 'staple');
+    assert.equal(responder.stats.requests, before);
+    await r.stapler.stop();
+  });
+});
