@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Stapler } from '../service/stapler.js';
 import { apiRoutes } from './api-routes.js';
-import { ocspRoutes } from './ocsp-routes.js';
+import { ocspFrameworkErrors, ocspRoutes } from './ocsp-routes.js';
 
 export interface AppDeps {
   stapler: Stapler;
@@ -24,6 +24,7 @@ export function buildApp(d: AppDeps): FastifyInstance {
     connectionTimeout: limits.connectionTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.connectionTimeoutMs,
+    frameworkErrors: ocspFrameworkErrors(d.config.ocsp.pathPrefix),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     http: { maxHeaderSize: Math.max(limits.maxUrlBytes + 2048, 8192) },

@@ -87,6 +87,22 @@ export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Pr
   });
 }
 
+/**
+ * Fastify's `frameworkErrors`: a URL the router cannot even decode (bad percent-encoding, a parameter
+ * over the length limit) never reaches a route. Under the OCSP prefix it is still an OCSP request, and
+ * gets malformedRequest like any other unparsable one; elsewhere it stays a plain 400.
+ */
+export function ocspFrameworkErrors(pathPrefix: string) {
+  return (err: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply): void => {
+    const url = req.raw.url ?? '';
+    if (pathPrefix === '/' || url === pathPrefix || url.startsWith(`${pathPrefix}/`)) {
+      sendError(reply, 'malformedRequest');
+      return;
+    }
+    void reply.code(err.statusCode ?? 400).send({ error: { code: 'BAD_URL', message: 'malformed URL' } });
+  };
+}
+
 function sendError(reply: FastifyReply, status: OcspErrorStatus): FastifyReply {
   return reply.code(200).header('content-type', OCSP_CONTENT_TYPE).header('cache-control', 'no-cache').send(OCSP_ERROR_BODY[status]);
 }

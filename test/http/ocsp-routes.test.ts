@@ -1,0 +1,167 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
+import { ocspFrameworkErrors, ocspRoutes } from '../../src/http/ocsp-routes.js';
+import { certIdKey } from '../../src/pki/certid.js';
+import { buildOcspRequest } from '../../src/pki/request.js';
+import { verifyOcspResponse } from '../../src/pki/verify.js';
+import type { Answer } from '../../src/service/stapler.js';
+import { toStaple } from '../../src/service/staple.js';
+import { fixture } from '../helpers/pki.js';
+
+const f = fixture();
+const thisUpdate = new Date(f.now.getTime() - 60_000);
+const der = buildSuccessfulResponse({
+  responses: [{ certId: f.certId(f.good), status: { kind: 'good' }, thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + 3600_000) }],
+  signer: f.pki.ocspSigner,
+  producedAt: f.now,
+});
+const staple = toStaple(verifyOcspResponse({ der, leaf: f.good, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300 } }), f.now);
+const goodKeys = new Set([certIdKey(f.certId(f.good)), certIdKey(f.certId(f.good, 'sha256'))]);
+const laterKey = certIdKey(f.certId(f.mustStaple));
+
+/** The seam: what the Stapler would answer. good → staple, mustStaple → tryLater, anything else unknown. */
+function answer(k: string): Answer {
+  if (goodKeys.has(k)) return { kind: 'staple', staple, maxAgeSeconds: 1234 };
+  if (k === laterKey) return { kind: 'tryLater' };
+  return { kind: 'unknown' };
+}
+
+const STATUS = { malformedRequest: 1, internalError: 2, tryLater: 3, unauthorized: 6 } as const;
+function isOcspError(body: Buffer, s: keyof typeof STATUS): boolean {
+  return body.equals(Buffer.from([0x30, 0x03, 0x0a, 0x01, STATUS[s]]));
+}
+
+async function appWith(pathPrefix: string): Promise<FastifyInstance> {
+  const app = Fastify({ routerOptions: { maxParamLength: 8192 }, frameworkErrors: ocspFrameworkErrors(pathPrefix) });
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  await app.register(ocspRoutes, { pathPrefix, requestBodyBytes: 4096, requestCacheEntries: 100, answer });
+  return app;
+}
+
+const req = (leaf = f.good, alg: 'sha1' | 'sha256' = 'sha1', nonce?: Uint8Array) => Buffer.from(buildOcspRequest([f.certId(leaf, alg)], nonce ? { nonce } : {}));
+const b64 = (b: Buffer) => b.toString('base64');
+const enc = (b: Buffer) => encodeURIComponent(b64(b));
+
+describe('OCSP responder routes', () => {
+  let app: FastifyInstance;
+  before(async () => (app = await appWith('/some/prefix')));
+  after(() => app.close());
+
+  test('a hit is the staple with exactly the RFC 5019 headers', async () => {
+    const r = await app.inject({ method: 'GET', url: `/some/prefix/${enc(req())}` });
+    assert.equal(r.statusCode, 200);
+    assert.ok(r.rawPayload.equals(staple.body));
+    assert.equal(r.headers['content-type'], 'application/ocsp-response');
+    assert.equal(r.headers.etag, `"${createHash('sha256').update(der).digest('hex')}"`);
+    assert.equal(r.headers['last-modified'], thisUpdate.toUTCString());
+    assert.equal(r.headers.expires, new Date(thisUpdate.getTime() + 3600_000).toUTCString());
+    assert.equal(r.headers['cache-control'], 'max-age=1234, public, no-transform, must-revalidate');
+  });
+
+  test('accepts nginx forms: %2B %2F %3D, a doubled slash, and bare base64', async () => {
+    // Find a request whose base64 has + or / in it, so that encoding matters.
+    const r1 = req();
+    for (const url of [`/some/prefix/${enc(r1)}`, `/some/prefix//${enc(r1)}`, `/some/prefix/${b64(r1)}`]) {
+      const r = await app.inject({ method: 'GET', url });
+      assert.equal(r.statusCode, 200, url);
+      assert.ok(r.rawPayload.equals(staple.body), url);
+    }
+  });
+
+  test('answers a SHA-256 CertID and a request longer than the default param length', async () => {
+    const long = req(f.good, 'sha256', Uint8Array.from({ length: 32 }, (_, i) => i));
+    assert.ok(enc(long).length > 100);
+    const r = await app.inject({ method: 'GET', url: `/some/prefix/${enc(long)}` });
+    assert.equal(r.statusCode, 200);
+    assert.ok(r.rawPayload.equals(staple.body));
+  });
+
+  test('POST with or without application/ocsp-request', async () => {
+    for (const headers of [{ 'content-type': 'application/ocsp-request' }, { 'content-type': 'application/octet-stream' }, {}]) {
+      const r = await app.inject({ method: 'POST', url: '/some/prefix', payload: req(), headers });
+      assert.equal(r.statusCode, 200, JSON.stringify(headers));
+      assert.ok(r.rawPayload.equals(staple.body));
+    }
+  });
+
+  test('unknown certificate → unauthorized; known without a staple → tryLater', async () => {
+    const unknown = await app.inject({ method: 'GET', url: `/some/prefix/${enc(req(f.revoked))}` });
+    assert.equal(unknown.statusCode, 200);
+    assert.equal(unknown.headers['content-type'], 'application/ocsp-response');
+    assert.ok(isOcspError(unknown.rawPayload, 'unauthorized'));
+    const later = await app.inject({ method: 'POST', url: '/some/prefix', payload: req(f.mustStaple) });
+    assert.ok(isOcspError(later.rawPayload, 'tryLater'));
+  });
+
+  test('anything unparsable → malformedRequest with HTTP 200, never a 5xx', async () => {
+    const cases = [
+      { method: 'GET' as const, url: '/some/prefix/not*base64' },
+      { method: 'GET' as const, url: '/some/prefix/' },
+      { method: 'GET' as const, url: '/some/prefix/%E0%A4%A' },
+      { method: 'GET' as const, url: `/some/prefix/${encodeURIComponent(Buffer.from('hello world').toString('base64'))}` },
+      { method: 'POST' as const, url: '/some/prefix', payload: Buffer.from('garbage') },
+      { method: 'POST' as const, url: '/some/prefix', payload: Buffer.alloc(0) },
+      { method: 'POST' as const, url: '/some/prefix', payload: req().subarray(0, 20) },
+      { method: 'POST' as const, url: '/some/prefix', payload: Buffer.from(buildOcspRequest([f.certId(f.good), f.certId(f.revoked)])) },
+    ];
+    for (const c of cases) {
+      const r = await app.inject(c);
+      assert.equal(r.statusCode, 200, `${c.method} ${c.url}`);
+      assert.ok(isOcspError(r.rawPayload, 'malformedRequest'), `${c.method} ${c.url}: ${r.rawPayload.toString('hex')}`);
+    }
+  });
+
+  test('an oversized body is refused with 413', async () => {
+    const r = await app.inject({ method: 'POST', url: '/some/prefix', payload: Buffer.alloc(5000, 0x30), headers: { 'content-type': 'application/ocsp-request' } });
+    assert.equal(r.statusCode, 413);
+  });
+
+  test('If-None-Match with the current ETag gets 304', async () => {
+    const r = await app.inject({ method: 'GET', url: `/some/prefix/${enc(req())}`, headers: { 'if-none-match': staple.etag } });
+    assert.equal(r.statusCode, 304);
+  });
+});
+
+describe('OCSP routes at the root prefix', () => {
+  let app: FastifyInstance;
+  before(async () => (app = await appWith('/')));
+  after(() => app.close());
+
+  test('GET /<b64> and POST / are OCSP, other routes still answer', async () => {
+    assert.ok((await app.inject({ method: 'GET', url: `/${enc(req())}` })).rawPayload.equals(staple.body));
+    assert.ok((await app.inject({ method: 'POST', url: '/', payload: req() })).rawPayload.equals(staple.body));
+    assert.deepEqual((await app.inject({ method: 'GET', url: '/healthz' })).json(), { status: 'ok' });
+  });
+});
+
+describe('HTTP/1.0 as nginx speaks it', () => {
+  let app: FastifyInstance;
+  let port: number;
+  before(async () => {
+    app = await appWith('/ocsp');
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    port = (app.server.address() as { port: number }).port;
+  });
+  after(() => app.close());
+
+  test('answers and closes the connection (nginx reads until EOF)', async () => {
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const s = connect(port, '127.0.0.1', () => s.write(`GET /ocsp/${enc(req())} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n`));
+      const chunks: Buffer[] = [];
+      s.on('data', (c) => chunks.push(c));
+      s.on('end', () => resolve(Buffer.concat(chunks)));
+      s.on('error', reject);
+      s.setTimeout(3000, () => reject(new Error('connection was not closed by the server')));
+    });
+    const split = raw.indexOf('\r\n\r\n');
+    const head = raw.subarray(0, split).toString('latin1');
+    assert.match(head, /^HTTP\/1\.[01] 200 /);
+    assert.match(head, /\r\ncontent-type: application\/ocsp-response\r\n/i);
+    assert.ok(raw.subarray(split + 4).equals(staple.body));
+    assert.ok(split < 1024, 'headers stay small (nginx has one 16 KiB buffer for all of it)');
+  });
+});
