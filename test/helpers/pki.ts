@@ -18,7 +18,8 @@ let cached: Fixture | undefined;
 /** One throwaway PKI per test process (key generation dominates otherwise). */
 export function fixture(): Fixture {
   if (cached) return cached;
-  const now = new Date(Date.UTC(2026, 10, 24, 12, 0, 0));
+  // Real time (whole seconds): tests on the real clock need certificates valid now; fake clocks start here.
+  const now = new Date(Math.floor(Date.now() / 1000) * 1000);
   const pki = createDemoPki({ now, ocspUrl: 'http://127.0.0.1:9/' });
   const issuer = parseCertificate(pki.issuer.der);
   cached = {
