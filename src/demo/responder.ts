@@ -67,6 +67,7 @@ const MAX_BODY = 64 * 1024;
 /** thisUpdate lags now so clients with a slightly slow clock do not see a future thisUpdate. */
 const SKEW_MS = 60_000;
 const OCSP_RESPONSE = 'application/ocsp-response';
+const PARSE_MEMO_ENTRIES = 4096;
 
 /** Serial map key: lowercase hex without leading zero octets, so 00-padded serials match too. */
 function serialKey(hex: string): string {
@@ -84,7 +85,7 @@ function serialHexOf(id: CertId): string {
  * carry any prefix and the base64 may contain raw '/' (nginx encodes it, others do not), so try every
  * suffix after a '/' from the longest; a DER SEQUENCE always starts with 'M' in base64, so prefixes fail fast.
  */
-function parseFromPath(url: string): ParsedRequest | undefined {
+function parseFromPath(url: string, parse: (der: Uint8Array) => ParsedRequest): ParsedRequest | undefined {
   for (let i = url.indexOf('/'); i !== -1; i = url.indexOf('/', i + 1)) {
     const rest = url.slice(i + 1);
     if (!rest.startsWith('M') && !rest.startsWith('%')) continue;
@@ -95,7 +96,7 @@ function parseFromPath(url: string): ParsedRequest | undefined {
       continue; // not valid percent-encoding from this position: try a shorter suffix
     }
     try {
-      return parseOcspRequest(new Uint8Array(Buffer.from(b64, 'base64')));
+      return parse(new Uint8Array(Buffer.from(b64, 'base64')));
     } catch {
       // not a request from this position; try a shorter suffix
     }
@@ -127,6 +128,8 @@ class Responder implements DemoResponder {
   readonly #statuses = new Map<string, CertStatus>();
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
+  /** Parsed requests by DER: nonce-less requests repeat byte for byte, and parsing costs ~5x signing. */
+  readonly #parsed = new Map<string, ParsedRequest>();
   #fault: Fault | null = null;
   #url = '';
   #port = 0;
@@ -187,12 +190,12 @@ class Responder implements DemoResponder {
       let parsed: ParsedRequest | undefined;
       if (req.method === 'GET') {
         this.stats.get++;
-        parsed = parseFromPath(req.url ?? '/');
+        parsed = parseFromPath(req.url ?? '/', (der) => this.#parse(der));
       } else if (req.method === 'POST') {
         this.stats.post++;
         const body = await readBody(req);
         if (!body) return this.#send(res, 413, 'text/plain', Buffer.from('request too large\n'), { Connection: 'close' });
-        parsed = tryParse(body);
+        parsed = this.#tryParse(body);
       } else {
         return this.#send(res, 405, 'text/plain', Buffer.from('method not allowed\n'), { Allow: 'GET, POST' });
       }
@@ -203,8 +206,28 @@ class Responder implements DemoResponder {
       await this.#answer(res, parsed);
     } catch (err) {
       // Our own bug, not the client's: RFC 6960 §4.2.1 internalError, still as a 200 OCSP body.
-      if (!res.headersSent) this.#send(res, 200, OCSP_RESPONSE, buildErrorResponse(2), { 'X-Demo-Error': String(err).slice(0, 200) });
-      else res.destroy();
+      if (res.headersSent) return void res.destroy();
+      const detail = String(err).replace(/[^\x20-\x7e]/g, ' ').slice(0, 200); // header-safe
+      this.#send(res, 200, OCSP_RESPONSE, buildErrorResponse(2), { 'X-Demo-Error': detail });
+    }
+  }
+
+  /** parseOcspRequest with a bounded memo (oldest entry evicted); throws on garbage like it. */
+  #parse(der: Uint8Array): ParsedRequest {
+    const key = Buffer.from(der).toString('base64');
+    const hit = this.#parsed.get(key);
+    if (hit) return hit;
+    const parsed = parseOcspRequest(der);
+    if (this.#parsed.size >= PARSE_MEMO_ENTRIES) this.#parsed.delete(this.#parsed.keys().next().value as string);
+    this.#parsed.set(key, parsed);
+    return parsed;
+  }
+
+  #tryParse(der: Uint8Array): ParsedRequest | undefined {
+    try {
+      return this.#parse(der);
+    } catch {
+      return undefined; // answered as malformedRequest by the caller
     }
   }
 
@@ -245,7 +268,8 @@ class Responder implements DemoResponder {
     let thisUpdate = new Date(now.getTime() - SKEW_MS);
     if (fault?.kind === 'this-update-future') thisUpdate = new Date(now.getTime() + fault.seconds * 1000);
     if (fault?.kind === 'this-update-offset') thisUpdate = new Date(thisUpdate.getTime() + fault.seconds * 1000);
-    if (fault?.kind === 'next-update-past') thisUpdate = new Date(now.getTime() - SKEW_MS - validityMs);
+    // Well past any client's leeway (openssl allows 5 min, HAProxy wants nextUpdate > now + 300 s).
+    if (fault?.kind === 'next-update-past') thisUpdate = new Date(now.getTime() - 10 * SKEW_MS - validityMs);
     const nextUpdate = fault?.kind === 'no-next-update' ? undefined : new Date(thisUpdate.getTime() + validityMs);
     const responses = parsed.certIds.map((id) => ({
       certId: fault?.kind === 'wrong-serial' ? withOtherSerial(id) : id,
@@ -328,8 +352,13 @@ class Responder implements DemoResponder {
     for (let left = bytes; left > 0 && !res.destroyed; left -= block.byteLength) {
       if (!res.write(block.subarray(0, Math.min(left, block.byteLength)))) {
         await new Promise<void>((resolve) => {
-          res.once('drain', resolve);
-          res.once('close', resolve);
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
         });
       }
     }
@@ -337,13 +366,6 @@ class Responder implements DemoResponder {
   }
 }
 
-function tryParse(der: Uint8Array): ParsedRequest | undefined {
-  try {
-    return parseOcspRequest(der);
-  } catch {
-    return undefined; // answered as malformedRequest by the caller
-  }
-}
 
 /** The same CertID for a neighbouring serial: a response a client must not accept for its certificate. */
 function withOtherSerial(id: CertId): CertId {
