@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { seconds } from './config/load.js';
 import { main, type Command } from './main.js';
 
 export const USAGE = `staplerd — caching OCSP stapling daemon
@@ -10,6 +11,8 @@ Usage:
                                                 fetch, verify and print one certificate's OCSP status
                                                 (exit 0 good, 1 revoked or unknown, 2 error)
   staplerd config validate -c FILE              check a config file and its certificates, then exit
+  staplerd bootstrap [-c FILE]                  create missing staple files (empty) for file sinks with
+                                                createEmpty, then exit: run it before HAProxy 2.6 starts
   staplerd demo [--port 8080] [--dir DIR] [--once]
                                                 throwaway CA + OCSP responder + staplerd, for a first look
   staplerd --help | --version
@@ -42,12 +45,14 @@ export function parseCommand(argv: string[]): Command {
       return { kind: 'serve', config };
     case 'check':
       if (rest.length !== 1) throw new UsageError('check takes exactly one CHAIN.pem');
-      return { kind: 'check', chain: rest[0]!, issuer: values.issuer, url: values.url, timeout: values.timeout ?? '10s' };
+      return { kind: 'check', chain: rest[0]!, issuer: values.issuer, url: values.url, timeoutMs: durationArg('--timeout', values.timeout ?? '10s') * 1000 };
+    case 'bootstrap':
+      return { kind: 'bootstrap', config };
     case 'config':
       if (rest[0] !== 'validate') throw new UsageError('did you mean `staplerd config validate -c FILE`?');
       return { kind: 'validate', config };
     case 'demo':
-      return { kind: 'demo', port: values.port ? Number(values.port) : 8080, dir: values.dir, once: values.once === true };
+      return { kind: 'demo', port: portArg(values.port ?? '8080'), dir: values.dir, once: values.once === true };
     case undefined:
       return { kind: 'help' };
     default:
@@ -56,6 +61,20 @@ export function parseCommand(argv: string[]): Command {
 }
 
 export class UsageError extends Error {}
+
+function durationArg(flag: string, v: string): number {
+  try {
+    return seconds(v);
+  } catch {
+    throw new UsageError(`${flag}: "${v}" is not a duration like 10s, 2m or 500ms`);
+  }
+}
+
+function portArg(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 65535) throw new UsageError(`--port: "${v}" is not a port number (0-65535)`);
+  return n;
+}
 
 function isEntry(): boolean {
   // Run as the bin (node dist/src/cli.js, npx staplerd, a symlink in node_modules/.bin).

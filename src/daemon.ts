@@ -4,6 +4,12 @@ import type { Config } from './config/schema.js';
 import { HttpResponderClient } from './fetch/responder-client.js';
 import { buildApp } from './http/app.js';
 import { Stapler } from './service/stapler.js';
+import { FileSink } from './sinks/file-sink.js';
+import { HaproxySink } from './sinks/haproxy-sink.js';
+import { HookRunner } from './sinks/hooks.js';
+import { SinkRunner } from './sinks/runner.js';
+import type { StapleSink } from './sinks/sink.js';
+import type { CertRecord } from './sources/certificates.js';
 import { loadAllRecords } from './sources/load-all.js';
 import { watchDirectories } from './sources/watch.js';
 import { DiskStapleStore } from './store/disk-store.js';
@@ -12,6 +18,8 @@ import { systemClock, type Clock } from './util/clock.js';
 export interface Daemon {
   readonly app: FastifyInstance;
   readonly stapler: Stapler;
+  readonly sinks: SinkRunner;
+  readonly hooks: HookRunner;
   /** http://host:port of the listening socket. */
   readonly url: string;
   /** Re-reads certificates (directories, or a whole new config's certificate list). */
@@ -24,10 +32,25 @@ export interface DaemonOptions {
   clock?: Clock;
 }
 
+/**
+ * HAProxy 2.6 staples a certificate only if its `.ocsp` file exists at load: create the missing ones
+ * (empty) for every file sink with `createEmpty`. Returns the paths created.
+ */
+export async function bootstrapStapleFiles(cfg: Pick<Config, 'sinks'>, records: CertRecord[], log: Logger): Promise<string[]> {
+  const made: string[] = [];
+  for (const c of cfg.sinks.files) {
+    if (!c.createEmpty) continue;
+    made.push(...(await new FileSink(c, log).createMissing(records)));
+  }
+  if (made.length) log.info({ files: made }, 'created empty staple files');
+  return made;
+}
+
 /** Wires config to components and starts listening. Persisted staples are served before any fetch. */
 export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon> {
   let current = cfg;
   const log = o.log;
+  const clock = o.clock ?? systemClock;
   const store = new DiskStapleStore(cfg.dataDir);
   await store.open();
   const client = new HttpResponderClient({
@@ -36,48 +59,62 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     perHostConcurrency: cfg.fetch.perHostConcurrency,
     userAgent: cfg.fetch.userAgent,
   });
-  const stapler = new Stapler({
-    clock: o.clock ?? systemClock,
-    client,
-    store,
-    log,
-    refresh: cfg.refresh,
-    concurrency: cfg.fetch.concurrency,
-    nonce: cfg.fetch.nonce,
-  });
-  await stapler.setRecords(await loadAllRecords(cfg, log));
+  const stapler = new Stapler({ clock, client, store, log, refresh: cfg.refresh, concurrency: cfg.fetch.concurrency, nonce: cfg.fetch.nonce });
+  const sinkList: StapleSink[] = [...cfg.sinks.files.map((c) => new FileSink(c, log)), ...cfg.sinks.haproxy.map((c) => new HaproxySink(c, log))];
+  const sinks = new SinkRunner({ sinks: sinkList, log, retryInitialMs: cfg.sinks.retryInitialMs, retryMaxMs: cfg.sinks.retryMaxMs, current: () => stapler.current() });
+  const hooks = new HookRunner({ hooks: cfg.hooks, log, list: () => stapler.list(), marginSeconds: cfg.refresh.marginSeconds, now: () => clock.now() });
+  // Subscribed before start, so staples loaded from disk reach the sinks at once (issue 3: "and at start").
+  stapler.onStaple((r, s) => sinks.offer(r, s));
+  stapler.onStaple((r, s, why) => hooks.onStaple(r, s, why));
+
+  const records = await loadAllRecords(cfg, log);
+  await bootstrapStapleFiles(cfg, records, log);
+  await stapler.setRecords(records);
+  sinks.start();
   await stapler.start();
+  hooks.start();
   const app = buildApp({ stapler, log, config: cfg });
   await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.listen.port;
   const host = cfg.listen.host.includes(':') ? `[${cfg.listen.host}]` : cfg.listen.host;
-  log.info({ url: `http://${host}:${port}`, certificates: stapler.list().length, ocspPath: cfg.ocsp.pathPrefix }, 'staplerd listening');
+  log.info({ url: `http://${host}:${port}`, certificates: records.length, sinks: sinkList.map((s) => s.name), ocspPath: cfg.ocsp.pathPrefix }, 'staplerd listening');
 
   let scanning = Promise.resolve();
+  let unwatch = (): void => undefined;
+  const watch = (c: Config) => {
+    unwatch();
+    unwatch = watchDirectories(c.directories.map((d) => d.path), 500, () => {
+      rescan().catch((err) => log.warn({ err: String(err) }, 'rescan failed; keeping the current certificates'));
+    }, log);
+  };
   const rescan = (next?: Config): Promise<void> => {
     scanning = scanning.then(async () => {
       const c = next ?? current;
-      const records = await loadAllRecords(c, log);
-      await stapler.setRecords(records);
+      const found = await loadAllRecords(c, log);
+      await bootstrapStapleFiles(c, found, log);
+      await stapler.setRecords(found);
+      if (next) watch(next);
       current = c;
-      log.info({ certificates: records.length }, 'certificates rescanned');
+      log.info({ certificates: found.length }, 'certificates rescanned');
     });
     return scanning;
   };
-  const unwatch = watchDirectories(cfg.directories.map((d) => d.path), 500, () => {
-    rescan().catch((err) => log.warn({ err: String(err) }, 'rescan failed; keeping the current certificates'));
-  }, log);
+  watch(cfg);
 
   return {
     app,
     stapler,
+    sinks,
+    hooks,
     url: `http://${host}:${port}`,
     rescan,
     async stop() {
       unwatch();
       await app.close();
       await stapler.stop();
+      await sinks.stop();
+      await hooks.stop();
     },
   };
 }

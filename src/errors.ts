@@ -51,6 +51,14 @@ export const ERRORS = {
   STORE_CORRUPT: { message: 'persisted staple is unreadable', http: 500 },
   STORE_IO: { message: 'staple store I/O failed', http: 500 },
 
+  // sinks (StapleSink implementations) and hooks
+  SINK_WRITE: { message: 'cannot write staple file', http: 500 },
+  SINK_RELOAD: { message: 'reload command failed', http: 500 },
+  HAPROXY_UNREACHABLE: { message: 'cannot talk to the HAProxy stats socket', http: 502 },
+  HAPROXY_CERTID_MISMATCH: { message: 'HAProxy has no certificate with this CertID', http: 502 },
+  HAPROXY_REJECTED: { message: 'HAProxy refused the OCSP response', http: 502 },
+  HOOK_FAILED: { message: 'hook failed', http: 500 },
+
   // API
   NOT_FOUND: { message: 'no such certificate', http: 404 },
   NO_STAPLE: { message: 'no valid staple held', http: 404 },
@@ -65,11 +73,20 @@ export class StaplerError extends Error {
   /** Seconds the peer asked us to wait (HTTP Retry-After), when it said so. */
   readonly retryAfter: number | undefined;
 
+  /** The specific part of the message (what, where), without the table's generic text. */
+  readonly detail: string | undefined;
+
   constructor(code: ErrorCode, detail?: string, opts?: { cause?: unknown; retryAfter?: number }) {
     super(detail ? `${ERRORS[code].message}: ${detail}` : ERRORS[code].message, { cause: opts?.cause });
     this.name = 'StaplerError';
     this.code = code;
+    this.detail = detail;
     this.retryAfter = opts?.retryAfter;
+  }
+
+  /** The same error with where it happened put in front ("config.yaml: certificates[0] (www)"). */
+  within(where: string): StaplerError {
+    return new StaplerError(this.code, this.detail ? `${where}: ${this.detail}` : where, { cause: this, ...(this.retryAfter !== undefined && { retryAfter: this.retryAfter }) });
   }
 }
 

@@ -1,15 +1,16 @@
 import { readFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import { runCheck } from './check.js';
-import { loadConfigFile, seconds } from './config/load.js';
+import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { startDaemon } from './daemon.js';
+import { bootstrapStapleFiles, startDaemon } from './daemon.js';
 import { isStaplerError } from './errors.js';
 import { loadAllRecords } from './sources/load-all.js';
 
 export type Command =
   | { kind: 'serve'; config: string }
-  | { kind: 'check'; chain: string; issuer: string | undefined; url: string | undefined; timeout: string }
+  | { kind: 'check'; chain: string; issuer: string | undefined; url: string | undefined; timeoutMs: number }
+  | { kind: 'bootstrap'; config: string }
   | { kind: 'validate'; config: string }
   | { kind: 'demo'; port: number; dir: string | undefined; once: boolean }
   | { kind: 'help' }
@@ -30,6 +31,10 @@ export function createLogger(level: Config['logLevel']): Logger {
 
 /** The composition root: runs a command and is the only place that ends the process. */
 export async function main(cmd: Command, usage: string): Promise<void> {
+  // `staplerd check ... | head` closes the pipe early: that is the reader's choice, not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  });
   const say = (s: string): void => void process.stdout.write(`${s}\n`);
   const complain = (s: string): void => void process.stderr.write(`${s}\n`);
   try {
@@ -41,9 +46,13 @@ export async function main(cmd: Command, usage: string): Promise<void> {
         return;
       case 'version':
         return say(version());
-      case 'check': {
-        const timeoutMs = seconds(cmd.timeout) * 1000;
-        process.exitCode = await runCheck({ chain: cmd.chain, issuer: cmd.issuer, url: cmd.url, timeoutMs }, say, complain);
+      case 'check':
+        process.exitCode = await runCheck({ chain: cmd.chain, issuer: cmd.issuer, url: cmd.url, timeoutMs: cmd.timeoutMs }, say, complain);
+        return;
+      case 'bootstrap': {
+        const cfg = loadConfigFile(cmd.config);
+        const made = await bootstrapStapleFiles(cfg, await loadAllRecords(cfg, createLogger('warn')), createLogger('warn'));
+        say(`${made.length} staple file(s) created${made.length ? `:\n  ${made.join('\n  ')}` : ''}`);
         return;
       }
       case 'validate': {

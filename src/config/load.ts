@@ -79,7 +79,45 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
       connectionTimeoutMs: seconds(l.connectionTimeout) * 1000,
       keepAliveTimeoutMs: seconds(l.keepAliveTimeout) * 1000,
     },
+    sinks: {
+      files: doc.sinks.files.map((fs: any) => ({
+        path: fs.path.startsWith('{') ? fs.path : path(fs.path),
+        ...(fs.certificates && { certificates: fs.certificates }),
+        createEmpty: fs.createEmpty,
+        ...(fs.reload && { reload: { command: fs.reload.command, debounceMs: seconds(fs.reload.debounce) * 1000, timeoutMs: seconds(fs.reload.timeout) * 1000 } }),
+      })),
+      haproxy: doc.sinks.haproxy.map((h: any) => ({
+        socket: h.socket,
+        ...(h.certificates && { certificates: h.certificates }),
+        timeoutMs: seconds(h.timeout) * 1000,
+        checkIntervalMs: seconds(h.checkInterval) * 1000,
+      })),
+      retryInitialMs: seconds(doc.sinks.retryInitial) * 1000,
+      retryMaxMs: seconds(doc.sinks.retryMax) * 1000,
+    },
+    hooks: Object.fromEntries(
+      Object.entries(doc.hooks).map(([k, h]: [string, any]) => [
+        k,
+        { ...(h.command && { command: h.command }), ...(h.url && { url: h.url }), timeoutMs: seconds(h.timeout) * 1000, ...(h.within !== undefined && { withinSeconds: seconds(h.within) }) },
+      ]),
+    ),
+    learning: {
+      issuers: doc.learning.issuers.map((l: any) => ({
+        ...(l.certificate && { certificate: path(l.certificate) }),
+        ...(l.directory && { directory: path(l.directory) }),
+        pattern: l.pattern,
+        responder: l.responder,
+      })),
+      idleTimeoutSeconds: seconds(doc.learning.idleTimeout),
+      maxEntries: doc.learning.maxEntries,
+    },
   };
+  for (const [i, l] of cfg.learning.issuers.entries()) {
+    if (!l.certificate === !l.directory) throw new StaplerError('CONFIG_INVALID', `${source}: learning.issuers[${i}]: set exactly one of certificate or directory`);
+  }
+  for (const [name, h] of Object.entries(cfg.hooks)) {
+    if (h && !h.command && !h.url) throw new StaplerError('CONFIG_INVALID', `${source}: hooks.${name}: set command or url`);
+  }
   if (cfg.refresh.backoffInitialSeconds > cfg.refresh.backoffMaxSeconds) {
     throw new StaplerError('CONFIG_INVALID', `${source}: refresh.backoffInitial: must not exceed refresh.backoffMax`);
   }

@@ -3,7 +3,7 @@
  * and the typed, resolved Config that components receive slices of. Every key is documented in
  * config/staplerd.yaml; keep the two in step.
  */
-const duration = { type: ['string', 'number'], pattern: '^\\d+(\\.\\d+)?(ms|s|m|h|d)?$' } as const;
+const duration = { type: ['string', 'number'], pattern: '^\\d+(\\.\\d+)?(ms|s|m|h|d)?$', minimum: 0 } as const;
 const posInt = { type: 'integer', minimum: 1 } as const;
 
 const certificate = {
@@ -28,6 +28,44 @@ const directory = {
     issuer: { type: 'string', minLength: 1 },
     responder: { type: 'string', pattern: '^https?://' },
   },
+} as const;
+
+const certFilter = { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 } as const;
+const command = { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 } as const;
+
+const fileSink = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['path'],
+  properties: {
+    path: { type: 'string', minLength: 1 },
+    certificates: certFilter,
+    createEmpty: { type: 'boolean', default: false },
+    reload: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['command'],
+      properties: { command, debounce: { ...duration, default: '2s' }, timeout: { ...duration, default: '30s' } },
+    },
+  },
+} as const;
+
+const haproxySink = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['socket'],
+  properties: {
+    socket: { type: 'string', minLength: 1 },
+    certificates: certFilter,
+    timeout: { ...duration, default: '5s' },
+    checkInterval: { ...duration, default: '30s' },
+  },
+} as const;
+
+const hook = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { command, url: { type: 'string', pattern: '^https?://' }, timeout: { ...duration, default: '10s' } },
 } as const;
 
 export const configSchema = {
@@ -79,6 +117,45 @@ export const configSchema = {
         concurrency: { ...posInt, default: 64 },
         nonce: { type: 'boolean', default: false },
         userAgent: { type: 'string', default: 'staplerd' },
+      },
+    },
+    sinks: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        files: { type: 'array', items: fileSink, default: [] },
+        haproxy: { type: 'array', items: haproxySink, default: [] },
+        retryInitial: { ...duration, default: '1s' },
+        retryMax: { ...duration, default: '1m' },
+      },
+    },
+    hooks: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        revoked: hook,
+        mustStapleExpiring: { ...hook, properties: { ...hook.properties, within: { ...duration, default: '1h' } } },
+      },
+    },
+    learning: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        issuers: {
+          type: 'array',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['responder'],
+            properties: { certificate: { type: 'string', minLength: 1 }, directory: { type: 'string', minLength: 1 }, pattern: { type: 'string', minLength: 1, default: '*.pem' }, responder: { type: 'string', pattern: '^https?://' } },
+          },
+        },
+        idleTimeout: { ...duration, default: '1h' },
+        maxEntries: { ...posInt, default: 10000 },
       },
     },
     limits: {
@@ -139,6 +216,59 @@ export interface LimitsConfig {
   keepAliveTimeoutMs: number;
 }
 
+export interface ReloadConfig {
+  command: string[];
+  debounceMs: number;
+  timeoutMs: number;
+}
+
+export interface FileSinkConfig {
+  /** Template: {name}, {chain} (the bundle's path), {fingerprint}. */
+  path: string;
+  certificates?: string[];
+  createEmpty: boolean;
+  reload?: ReloadConfig;
+}
+
+export interface HaproxySinkConfig {
+  /** A unix socket path, or host:port. */
+  socket: string;
+  certificates?: string[];
+  timeoutMs: number;
+  checkIntervalMs: number;
+}
+
+export interface SinksConfig {
+  files: FileSinkConfig[];
+  haproxy: HaproxySinkConfig[];
+  retryInitialMs: number;
+  retryMaxMs: number;
+}
+
+export interface HookConfig {
+  command?: string[];
+  url?: string;
+  timeoutMs: number;
+}
+
+export interface HooksConfig {
+  revoked?: HookConfig;
+  mustStapleExpiring?: HookConfig & { withinSeconds: number };
+}
+
+export interface LearningIssuerConfig {
+  certificate?: string;
+  directory?: string;
+  pattern: string;
+  responder: string;
+}
+
+export interface LearningConfig {
+  issuers: LearningIssuerConfig[];
+  idleTimeoutSeconds: number;
+  maxEntries: number;
+}
+
 export interface Config {
   /** Absolute path of the file this came from (for messages), or '<inline>'. */
   source: string;
@@ -152,4 +282,7 @@ export interface Config {
   refresh: RefreshConfig;
   fetch: FetchConfig;
   limits: LimitsConfig;
+  sinks: SinksConfig;
+  hooks: HooksConfig;
+  learning: LearningConfig;
 }

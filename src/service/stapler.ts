@@ -116,6 +116,17 @@ export class Stapler {
     return e && servableStaple(e, this.#o.clock.now(), this.#o.refresh.marginSeconds);
   }
 
+  /** Every certificate with a servable staple now (for a sink that must be given everything again). */
+  current(): Array<[CertRecord, Staple]> {
+    const now = this.#o.clock.now();
+    const out: Array<[CertRecord, Staple]> = [];
+    for (const e of this.#entries.values()) {
+      const s = servableStaple(e, now, this.#o.refresh.marginSeconds);
+      if (s) out.push([e.record, s]);
+    }
+    return out;
+  }
+
   /** Fetches now (joining a fetch already under way) and returns the resulting view. */
   async refresh(name: string): Promise<CertificateView> {
     const e = this.#entries.get(name);

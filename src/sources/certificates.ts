@@ -4,7 +4,7 @@ import { StaplerError } from '../errors.js';
 import { bytesEqual } from '../pki/bytes.js';
 import { isIssuedBy, parseCertificate, type CertInfo } from '../pki/certificate.js';
 import { certificatesFromPem } from '../pki/pem.js';
-import type { CertificateConfig, DirectoryConfig } from '../config/schema.js';
+import type { DirectoryConfig } from '../config/schema.js';
 
 /** A certificate staplerd keeps a staple for, with everything needed to fetch and check it. */
 export interface CertRecord {
@@ -48,10 +48,6 @@ export async function loadRecord(c: { name: string; chain: string; issuer?: stri
   return { name: c.name, source: c.chain, leaf, issuer, url: c.responder ?? leaf.ocspUrls[0] };
 }
 
-export function loadConfigured(c: CertificateConfig): Promise<CertRecord> {
-  return loadRecord(c);
-}
-
 /** `*.pem`, `fullchain-?.crt`: shell-style file name patterns, no path separators. */
 export function globToRegExp(pattern: string): RegExp {
   const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]');
@@ -62,6 +58,12 @@ export interface DirectoryScan {
   records: CertRecord[];
   /** Files that matched but could not be used (half-written, no issuer, ...): skipped, retried next scan. */
   rejected: Array<{ file: string; error: StaplerError }>;
+}
+
+/** A certificate name from a file name, held to the config's name rule (letters, digits, `._-`). */
+export function nameFromFile(file: string): string {
+  const n = basename(file, extname(file)).replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  return (n || 'cert').slice(0, 128);
 }
 
 /** Every matching bundle in `d.path` becomes a certificate named after its file (without extension). */
@@ -77,7 +79,7 @@ export async function scanDirectory(d: DirectoryConfig): Promise<DirectoryScan> 
   for (const n of names) {
     const file = join(d.path, n);
     try {
-      out.records.push(await loadRecord({ name: basename(n, extname(n)), chain: file, issuer: d.issuer, responder: d.responder }));
+      out.records.push(await loadRecord({ name: nameFromFile(n), chain: file, issuer: d.issuer, responder: d.responder }));
     } catch (e) {
       if (!(e instanceof StaplerError)) throw e;
       out.rejected.push({ file, error: e });

@@ -14,7 +14,7 @@ export async function loadAllRecords(cfg: Pick<Config, 'certificates' | 'directo
     try {
       records.push(await loadRecord(c));
     } catch (e) {
-      if (e instanceof StaplerError) throw new StaplerError(e.code, `${cfg.source}: certificates[${i}] (${c.name}): ${e.message}`, { cause: e });
+      if (e instanceof StaplerError) throw e.within(`${cfg.source}: certificates[${i}] (${c.name})`);
       throw e;
     }
   }
@@ -24,7 +24,7 @@ export async function loadAllRecords(cfg: Pick<Config, 'certificates' | 'directo
     try {
       scan = await scanDirectory(d);
     } catch (e) {
-      if (e instanceof StaplerError) throw new StaplerError(e.code, `${cfg.source}: directories[${i}]: ${e.message}`, { cause: e });
+      if (e instanceof StaplerError) throw e.within(`${cfg.source}: directories[${i}]`);
       throw e;
     }
     for (const r of scan.rejected) log.warn({ file: r.file, code: r.error.code, error: r.error.message }, 'skipping certificate file');

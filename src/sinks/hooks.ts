@@ -1,0 +1,128 @@
+import { execFile } from 'node:child_process';
+import http from 'node:http';
+import https from 'node:https';
+import type { Logger } from 'pino';
+import type { HookConfig, HooksConfig } from '../config/schema.js';
+import type { CertificateView, Staple } from '../service/staple.js';
+import type { CertRecord } from '../sources/certificates.js';
+
+export type HookEvent = 'revoked' | 'must_staple_expiring';
+
+export interface HookRunnerOptions {
+  hooks: HooksConfig;
+  log: Logger;
+  /** Views of all certificates (for the must-staple expiry check). */
+  list: () => CertificateView[];
+  marginSeconds: number;
+  now: () => Date;
+  onResult?: (event: HookEvent, result: 'ok' | 'error') => void;
+}
+
+/**
+ * Runs the operator's hooks: a command (no shell; details in STAPLERD_* environment variables) and/or a
+ * webhook (POST JSON). The URL comes from the config only, never from anything received.
+ * - revoked: when a certificate's fetched staple turns revoked (once per transition);
+ * - must_staple_expiring: when a must-staple certificate's servable staple ends within `within` (or it has
+ *   none), once per staple.
+ */
+export class HookRunner {
+  readonly #o: HookRunnerOptions;
+  readonly #lastKind = new Map<string, string>();
+  readonly #warned = new Map<string, string>();
+  #timer: NodeJS.Timeout | undefined;
+  readonly #inflight = new Set<Promise<void>>();
+
+  constructor(o: HookRunnerOptions) {
+    this.#o = o;
+  }
+
+  get enabled(): boolean {
+    return Boolean(this.#o.hooks.revoked || this.#o.hooks.mustStapleExpiring);
+  }
+
+  /** Staple listener: a persisted staple seeds the known status; a fetched one may be a transition. */
+  onStaple(record: CertRecord, staple: Staple, why: 'fetched' | 'loaded'): void {
+    const before = this.#lastKind.get(record.name);
+    this.#lastKind.set(record.name, staple.status.kind);
+    if (why !== 'fetched' || staple.status.kind !== 'revoked' || before === 'revoked' || !this.#o.hooks.revoked) return;
+    const at = staple.status.at.toISOString();
+    this.#fire('revoked', this.#o.hooks.revoked, { name: record.name, serial: record.leaf.serialHex, subject: record.leaf.subject, revokedAt: at, nextUpdate: staple.nextUpdate.toISOString() });
+  }
+
+  start(): void {
+    const h = this.#o.hooks.mustStapleExpiring;
+    if (!h) return;
+    const every = Math.max(1000, Math.min(60_000, (h.withinSeconds * 1000) / 4));
+    const tick = () => {
+      this.check();
+      this.#timer = setTimeout(tick, every);
+      this.#timer.unref();
+    };
+    this.#timer = setTimeout(tick, Math.min(every, 5000));
+    this.#timer.unref();
+  }
+
+  /** One pass of the must-staple expiry check (exposed for tests). */
+  check(): void {
+    const h = this.#o.hooks.mustStapleExpiring;
+    if (!h) return;
+    const now = this.#o.now().getTime();
+    for (const v of this.#o.list()) {
+      if (!v.mustStaple || !v.ocspUrl || v.state === 'expired') continue;
+      const end = v.nextUpdate ? Date.parse(v.nextUpdate) - this.#o.marginSeconds * 1000 : -Infinity;
+      const servable = v.state === 'good' || v.state === 'revoked' || v.state === 'unknown';
+      if (servable && end - now > h.withinSeconds * 1000) continue;
+      const key = v.thisUpdate ?? 'none';
+      if (this.#warned.get(v.name) === key) continue;
+      this.#warned.set(v.name, key);
+      this.#fire('must_staple_expiring', h, { name: v.name, serial: v.serial, subject: v.subject, state: v.state, nextUpdate: v.nextUpdate ?? '', lastError: v.lastError?.code ?? '' });
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#timer);
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  #fire(event: HookEvent, h: HookConfig, details: Record<string, string>): void {
+    const log = this.#o.log.child({ hook: event, cert: details.name });
+    const runs: Array<Promise<void>> = [];
+    if (h.command) runs.push(runCommand(h.command, event, details, h.timeoutMs));
+    if (h.url) runs.push(postJson(h.url, { event, ...details }, h.timeoutMs));
+    const p = Promise.all(runs).then(
+      () => {
+        log.info({ details }, 'hook ran');
+        this.#o.onResult?.(event, 'ok');
+      },
+      (err: Error) => {
+        log.error({ err: err.message, code: 'HOOK_FAILED' }, 'hook failed');
+        this.#o.onResult?.(event, 'error');
+      },
+    );
+    this.#inflight.add(p);
+    void p.finally(() => this.#inflight.delete(p));
+  }
+}
+
+function runCommand(command: string[], event: HookEvent, details: Record<string, string>, timeoutMs: number): Promise<void> {
+  const env: NodeJS.ProcessEnv = { ...process.env, STAPLERD_EVENT: event };
+  for (const [k, v] of Object.entries(details)) env[`STAPLERD_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`] = v;
+  const [cmd, ...args] = command as [string, ...string[]];
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { env, timeout: timeoutMs, maxBuffer: 64 * 1024 }, (err, _out, stderr) => (err ? reject(new Error(`${cmd}: ${err.message} ${stderr}`.trim())) : resolve()));
+  });
+}
+
+function postJson(url: string, body: unknown, timeoutMs: number): Promise<void> {
+  const data = Buffer.from(JSON.stringify(body));
+  const mod = url.startsWith('https:') ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(url, { method: 'POST', timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': data.length, 'user-agent': 'staplerd' } }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode && res.statusCode < 300 ? resolve() : reject(new Error(`${url}: HTTP ${res.statusCode}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${url}: no answer in ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(data);
+  });
+}

@@ -1,0 +1,193 @@
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
+import { verifyOcspResponse } from '../../src/pki/verify.js';
+import { toStaple, type Staple } from '../../src/service/staple.js';
+import { FileSink, stapleFilePath } from '../../src/sinks/file-sink.js';
+import { HaproxySink, processIdentity, socketTarget } from '../../src/sinks/haproxy-sink.js';
+import { HookRunner } from '../../src/sinks/hooks.js';
+import { SinkRunner } from '../../src/sinks/runner.js';
+import type { StapleSink } from '../../src/sinks/sink.js';
+import type { CertRecord } from '../../src/sources/certificates.js';
+import { isStaplerError } from '../../src/errors.js';
+import { captureLog } from '../helpers/log.js';
+import { fixture } from '../helpers/pki.js';
+import { until } from '../helpers/wait.js';
+
+const f = fixture();
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+async function tmp(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'staplerd-sinks-'));
+  dirs.push(d);
+  return d;
+}
+
+function stapleFor(leaf = f.good, offsetMs = 0, status: 'good' | 'revoked' | 'unknown' = 'good'): Staple {
+  const thisUpdate = new Date(f.now.getTime() - 60_000 + offsetMs);
+  const st = status === 'revoked' ? { kind: 'revoked' as const, at: new Date(f.now.getTime() - 600_000) } : { kind: status };
+  const der = buildSuccessfulResponse({ responses: [{ certId: f.certId(leaf), status: st, thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + 3600_000) }], signer: f.pki.ocspSigner, producedAt: f.now });
+  return toStaple(verifyOcspResponse({ der, leaf, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300 } }), f.now);
+}
+const rec = (name: string, source = `/etc/ssl/${name}.pem`): CertRecord => ({ name, source, leaf: f.good, issuer: f.issuer, url: 'http://127.0.0.1:9/' });
+
+describe('FileSink', () => {
+  test('writes the DER atomically, only when it changed, and runs the reload once per burst', async () => {
+    const d = await tmp();
+    const marker = join(d, 'reloads');
+    const sink = new FileSink({ path: join(d, '{name}.der'), createEmpty: false, reload: { command: ['sh', '-c', `echo x >> ${marker}`], debounceMs: 100, timeoutMs: 5000 } }, captureLog().log);
+    const s1 = stapleFor();
+    await sink.push(rec('www'), s1);
+    await sink.push(rec('www'), s1);
+    await sink.push(rec('api'), stapleFor(f.good, 1000));
+    assert.ok((await readFile(join(d, 'www.der'))).equals(s1.body));
+    await until(async () => (await readFile(marker, 'utf8').catch(() => '')).length > 0, 'reload ran');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await readFile(marker, 'utf8')).trim().split('\n').length, 1, 'a burst of writes ran the reload once');
+    const before = (await stat(join(d, 'www.der'))).mtimeMs;
+    await sink.push(rec('www'), s1);
+    assert.equal((await stat(join(d, 'www.der'))).mtimeMs, before, 'unchanged content is not rewritten');
+    await sink.close();
+  });
+
+  test('expands {chain} and creates missing files empty without touching existing ones', async () => {
+    const d = await tmp();
+    assert.equal(stapleFilePath('{chain}.ocsp', rec('www', '/etc/haproxy/www.pem')), '/etc/haproxy/www.pem.ocsp');
+    const sink = new FileSink({ path: '{chain}.ocsp', createEmpty: true }, captureLog().log);
+    await writeFile(join(d, 'b.pem.ocsp'), 'keep');
+    const made = await sink.createMissing([rec('a', join(d, 'a.pem')), rec('b', join(d, 'b.pem')), { ...rec('c', join(d, 'c.pem')), url: undefined }]);
+    assert.deepEqual(made, [join(d, 'a.pem.ocsp')]);
+    assert.equal((await readFile(join(d, 'a.pem.ocsp'))).length, 0);
+    assert.equal(await readFile(join(d, 'b.pem.ocsp'), 'utf8'), 'keep');
+  });
+
+  test('takes good and revoked staples, not unknown ones (HAProxy refuses those)', () => {
+    const sink = new FileSink({ path: '/x/{name}', createEmpty: false, certificates: ['www'] }, captureLog().log);
+    assert.equal(sink.accepts(rec('www'), stapleFor()), true);
+    assert.equal(sink.accepts(rec('www'), stapleFor(f.good, 0, 'unknown')), false);
+    assert.equal(sink.accepts(rec('other'), stapleFor()), false, 'certificate filter');
+  });
+});
+
+/** A stats socket that answers like HAProxy 2.6 (one command per connection, then close). */
+async function fakeHaproxy(answer: (cmd: string) => string): Promise<{ server: Server; path: string; commands: string[] }> {
+  const path = join(await tmp(), 'admin.sock');
+  const commands: string[] = [];
+  const server = createServer((c) => {
+    let buf = '';
+    c.on('data', (d) => {
+      buf += d.toString();
+      if (buf.endsWith('\n')) {
+        commands.push(buf.trim());
+        c.end(answer(buf.trim()));
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  return { server, path, commands };
+}
+
+describe('HaproxySink', () => {
+  test('pushes base64 DER and succeeds only on "OCSP Response updated!"', async () => {
+    let reply = 'OCSP Response updated!\n\n';
+    const h = await fakeHaproxy(() => reply);
+    const sink = new HaproxySink({ socket: h.path, timeoutMs: 1000, checkIntervalMs: 60_000 }, captureLog().log);
+    const s = stapleFor();
+    await sink.push(rec('www'), s);
+    assert.equal(h.commands[0], `set ssl ocsp-response ${s.body.toString('base64')}`);
+    reply = 'OCSP single response: Certificate ID does not match any certificate or issuer.\n\n';
+    await assert.rejects(sink.push(rec('www'), s), (e: unknown) => isStaplerError(e) && e.code === 'HAPROXY_CERTID_MISMATCH');
+    reply = 'Unable to parse OCSP response.\n\n';
+    await assert.rejects(sink.push(rec('www'), s), (e: unknown) => isStaplerError(e) && e.code === 'HAPROXY_REJECTED');
+    h.server.close();
+    await assert.rejects(sink.push(rec('www'), s), (e: unknown) => isStaplerError(e) && e.code === 'HAPROXY_UNREACHABLE');
+  });
+
+  test('notices a restart through show info and asks for a full push', async () => {
+    let pid = 100;
+    const h = await fakeHaproxy((cmd) => (cmd === 'show info' ? `Name: HAProxy\nPid: ${pid}\nStart_time_sec: ${pid * 10}\n` : 'OCSP Response updated!\n'));
+    const sink = new HaproxySink({ socket: h.path, timeoutMs: 1000, checkIntervalMs: 50 }, captureLog().log);
+    let resets = 0;
+    const stop = sink.watch(() => resets++);
+    await until(() => h.commands.filter((c) => c === 'show info').length >= 2, 'two checks');
+    assert.equal(resets, 0);
+    pid = 200;
+    await until(() => resets === 1, 'reset after restart');
+    stop();
+    h.server.close();
+  });
+
+  test('parses socket targets and process identities', () => {
+    assert.deepEqual(socketTarget('/run/haproxy/admin.sock'), { path: '/run/haproxy/admin.sock' });
+    assert.deepEqual(socketTarget('127.0.0.1:9999'), { host: '127.0.0.1', port: 9999 });
+    assert.deepEqual(socketTarget('[::1]:9999'), { host: '::1', port: 9999 });
+    assert.equal(processIdentity('Pid: 7\nStart_time_sec: 99\n'), '7@99');
+    assert.equal(processIdentity('nothing'), undefined);
+  });
+});
+
+describe('SinkRunner', () => {
+  function recordingSink(failTimes: number): StapleSink & { pushed: string[]; attempts: number } {
+    const s = {
+      name: 'test',
+      pushed: [] as string[],
+      attempts: 0,
+      accepts: () => true,
+      async push(r: CertRecord, st: Staple) {
+        s.attempts++;
+        if (s.attempts <= failTimes) throw new Error('down');
+        s.pushed.push(`${r.name}@${st.thisUpdate.getTime()}`);
+      },
+    };
+    return s;
+  }
+
+  test('retries a failing sink with backoff and delivers only the newest staple per certificate', async () => {
+    const sink = recordingSink(2);
+    const cap = captureLog();
+    const runner = new SinkRunner({ sinks: [sink], log: cap.log, retryInitialMs: 20, retryMaxMs: 100, current: () => [] });
+    const old = stapleFor();
+    const newer = stapleFor(f.good, 5000);
+    runner.offer(rec('www'), old);
+    runner.offer(rec('www'), newer);
+    await until(() => sink.pushed.length === 1, 'delivered');
+    assert.deepEqual(sink.pushed, [`www@${newer.thisUpdate.getTime()}`]);
+    assert.equal(cap.atLeast(40).length, 1, 'one warning for repeated failures');
+    await runner.stop();
+  });
+
+  test('resync pushes every current staple again', async () => {
+    const sink = recordingSink(0);
+    const runner = new SinkRunner({ sinks: [sink], log: captureLog().log, retryInitialMs: 20, retryMaxMs: 100, current: () => [[rec('a'), stapleFor()], [rec('b'), stapleFor()]] });
+    runner.resync();
+    await runner.idle();
+    assert.deepEqual(sink.pushed.map((p) => p.split('@')[0]).sort(), ['a', 'b']);
+    await runner.stop();
+  });
+});
+
+describe('HookRunner', () => {
+  test('runs the revoked hook once per transition to revoked, with details in the environment', async () => {
+    const d = await tmp();
+    const out = join(d, 'hook.out');
+    const hooks = new HookRunner({
+      hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME $STAPLERD_SERIAL" >> ${out}`], timeoutMs: 5000 } },
+      log: captureLog().log,
+      list: () => [],
+      marginSeconds: 300,
+      now: () => f.now,
+    });
+    hooks.onStaple(rec('www'), stapleFor(), 'fetched');
+    hooks.onStaple(rec('www'), stapleFor(f.good, 0, 'revoked'), 'fetched');
+    hooks.onStaple(rec('www'), stapleFor(f.good, 1000, 'revoked'), 'fetched');
+    hooks.onStaple(rec('api'), stapleFor(f.good, 0, 'revoked'), 'loaded');
+    await hooks.stop();
+    assert.equal((await readFile(out, 'utf8')).trim(), `revoked www ${f.good.serialHex}`);
+  });
+});
