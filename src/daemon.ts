@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { HttpResponderClient } from './fetch/responder-client.js';
 import { buildApp } from './http/app.js';
+import { Learner, loadTrustedIssuers } from './service/learner.js';
 import { Stapler } from './service/stapler.js';
 import { FileSink } from './sinks/file-sink.js';
 import { HaproxySink } from './sinks/haproxy-sink.js';
@@ -20,6 +21,7 @@ export interface Daemon {
   readonly stapler: Stapler;
   readonly sinks: SinkRunner;
   readonly hooks: HookRunner;
+  readonly learner: Learner | undefined;
   /** http://host:port of the listening socket. */
   readonly url: string;
   /** Re-reads certificates (directories, or a whole new config's certificate list). */
@@ -67,18 +69,23 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   stapler.onStaple((r, s) => sinks.offer(r, s));
   stapler.onStaple((r, s, why) => hooks.onStaple(r, s, why));
 
+  const trusted = await loadTrustedIssuers(cfg.learning, cfg.source);
+  const learner = trusted.length
+    ? new Learner({ stapler, issuers: trusted, maxEntries: cfg.learning.maxEntries, idleTimeoutSeconds: cfg.learning.idleTimeoutSeconds, clock, log })
+    : undefined;
   const records = await loadAllRecords(cfg, log);
   await bootstrapStapleFiles(cfg, records, log);
   await stapler.setRecords(records);
   sinks.start();
   await stapler.start();
   hooks.start();
-  const app = buildApp({ stapler, log, config: cfg });
+  learner?.start();
+  const app = buildApp({ stapler, learner, log, config: cfg });
   await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.listen.port;
   const host = cfg.listen.host.includes(':') ? `[${cfg.listen.host}]` : cfg.listen.host;
-  log.info({ url: `http://${host}:${port}`, certificates: records.length, sinks: sinkList.map((s) => s.name), ocspPath: cfg.ocsp.pathPrefix }, 'staplerd listening');
+  log.info({ url: `http://${host}:${port}`, certificates: records.length, sinks: sinkList.map((s) => s.name), learningIssuers: trusted.length, ocspPath: cfg.ocsp.pathPrefix }, 'staplerd listening');
 
   let scanning = Promise.resolve();
   let unwatch = (): void => undefined;
@@ -91,7 +98,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   const rescan = (next?: Config): Promise<void> => {
     scanning = scanning.then(async () => {
       const c = next ?? current;
-      const found = await loadAllRecords(c, log);
+      const found = await loadAllRecords(c, log, stapler.records());
       await bootstrapStapleFiles(c, found, log);
       await stapler.setRecords(found);
       if (next) watch(next);
@@ -107,12 +114,22 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     stapler,
     sinks,
     hooks,
+    learner,
     url: `http://${host}:${port}`,
     rescan,
     async stop() {
       unwatch();
-      await app.close();
-      await stapler.stop();
+      learner?.stop();
+      // Together: stopping the Stapler aborts upstream fetches, which an in-flight HTTP request (a refresh,
+      // an OCSP request waiting on a first fetch) may be waiting for while app.close() waits for it. A
+      // keep-alive connection whose request finishes during close stays open until the client lets go,
+      // so idle ones are closed as they appear.
+      const reap = setInterval(() => app.server.closeIdleConnections(), 100);
+      try {
+        await Promise.all([app.close(), stapler.stop()]);
+      } finally {
+        clearInterval(reap);
+      }
       await sinks.stop();
       await hooks.stop();
     },

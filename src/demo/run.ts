@@ -4,7 +4,7 @@
  * OCSP URL), starts the small responder that signs real responses with the CA's keys, and runs staplerd on
  * it with a generated config. Then it shows what staplerd serves and the commands to look for yourself.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,8 @@ async function freePort(): Promise<number> {
 
 export interface DemoSetup {
   dir: string;
+  /** True when the directory is a temp dir made for this run (removed after `--once`). */
+  madeDir: boolean;
   configPath: string;
   responder: DemoResponder;
   daemon: Daemon;
@@ -70,7 +72,7 @@ export async function setUpDemo(o: { port: number; dir: string | undefined; logL
   await writeFile(configPath, `# written by staplerd demo\n${JSON.stringify(doc, null, 2)}\n`);
   const cfg = parseConfig(doc, configPath);
   const daemon = await startDaemon(cfg, { log: createLogger(o.logLevel ?? 'warn') });
-  return { dir, configPath, responder, daemon, files };
+  return { dir, madeDir: o.dir === undefined, configPath, responder, daemon, files };
 }
 
 async function waitReady(d: Daemon, ms: number): Promise<boolean> {
@@ -110,6 +112,7 @@ nginx: ssl_stapling on; ssl_stapling_responder ${url}/ocsp;  (see README)
   };
   if (o.once) {
     await stop();
+    if (s.madeDir) await rm(s.dir, { recursive: true, force: true });
     if (!ready) throw new Error('demo did not become ready');
     return;
   }

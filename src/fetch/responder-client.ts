@@ -13,7 +13,8 @@ export interface FetchResult {
 
 /** The seam to the CA: one OCSP request in, the raw response bytes out (nothing verified yet). */
 export interface ResponderClient {
-  fetch(url: string, request: Uint8Array): Promise<FetchResult>;
+  /** `signal` aborts the fetch (at shutdown); it then fails with FETCH_ABORTED. */
+  fetch(url: string, request: Uint8Array, signal?: AbortSignal): Promise<FetchResult>;
   close(): void;
 }
 
@@ -48,7 +49,8 @@ export class HttpResponderClient implements ResponderClient {
     this.#httpsAgent = new https.Agent({ keepAlive: true, maxSockets: o.perHostConcurrency });
   }
 
-  async fetch(url: string, request: Uint8Array): Promise<FetchResult> {
+  async fetch(url: string, request: Uint8Array, signal?: AbortSignal): Promise<FetchResult> {
+    if (signal?.aborted) throw new StaplerError('FETCH_ABORTED');
     let parsed: URL;
     try {
       parsed = new URL(url);
@@ -58,9 +60,10 @@ export class HttpResponderClient implements ResponderClient {
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new StaplerError('FETCH_URL', url);
     const release = await this.#hosts.acquire(parsed.host);
     try {
+      if (signal?.aborted) throw new StaplerError('FETCH_ABORTED');
       const getUrl = getUrlFor(url, request);
       const started = performance.now();
-      const res = getUrl.length <= MAX_GET_URL ? await this.#send(new URL(getUrl), 'GET') : await this.#send(parsed, 'POST', request);
+      const res = getUrl.length <= MAX_GET_URL ? await this.#send(new URL(getUrl), 'GET', undefined, signal) : await this.#send(parsed, 'POST', request, signal);
       return { ...res, durationMs: performance.now() - started };
     } finally {
       release();
@@ -72,7 +75,7 @@ export class HttpResponderClient implements ResponderClient {
     this.#httpsAgent.destroy();
   }
 
-  #send(url: URL, method: 'GET' | 'POST', body?: Uint8Array): Promise<Omit<FetchResult, 'durationMs'>> {
+  #send(url: URL, method: 'GET' | 'POST', body: Uint8Array | undefined, signal: AbortSignal | undefined): Promise<Omit<FetchResult, 'durationMs'>> {
     const o = this.#o;
     const isHttps = url.protocol === 'https:';
     // Host is set by node from the URL; some CAs answer `unauthorized` without it (RFC 9919 §5).
@@ -85,8 +88,11 @@ export class HttpResponderClient implements ResponderClient {
       const req = (isHttps ? https : http).request(url, { method, headers, agent: isHttps ? this.#httpsAgent : this.#httpAgent });
       // One deadline for connect, headers and the whole body: a responder dripping bytes cannot hold us.
       const deadline = setTimeout(() => req.destroy(new StaplerError('FETCH_TIMEOUT', `${o.timeoutMs} ms`)), o.timeoutMs);
+      const onAbort = () => req.destroy(new StaplerError('FETCH_ABORTED'));
+      signal?.addEventListener('abort', onAbort, { once: true });
       const fail = (e: unknown) => {
         clearTimeout(deadline);
+        signal?.removeEventListener('abort', onAbort);
         reject(e instanceof StaplerError ? e : new StaplerError('FETCH_CONNECT', (e as Error).message, { cause: e }));
       };
       req.on('error', fail);
@@ -107,6 +113,7 @@ export class HttpResponderClient implements ResponderClient {
         });
         res.on('end', () => {
           clearTimeout(deadline);
+          signal?.removeEventListener('abort', onAbort);
           if (!res.complete) return fail(new StaplerError('FETCH_CONNECT', 'connection closed mid-body'));
           resolve({ body: new Uint8Array(Buffer.concat(chunks, size)), method, maxAgeSeconds: maxAgeOf(res.headers['cache-control']) });
         });

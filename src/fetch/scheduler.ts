@@ -54,6 +54,11 @@ export class Scheduler {
     this.#due.delete(key); // the heap entry is skipped lazily
   }
 
+  /** The run in progress for `key`, if any. */
+  running(key: string): Promise<void> | undefined {
+    return this.#running.get(key);
+  }
+
   /** Runs the job for `key` now (or joins the run in progress) and resolves when it is done. */
   runNow(key: string): Promise<void> {
     const running = this.#running.get(key);

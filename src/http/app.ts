@@ -3,10 +3,14 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Stapler } from '../service/stapler.js';
 import { apiRoutes } from './api-routes.js';
-import { ocspFrameworkErrors, ocspRoutes } from './ocsp-routes.js';
+import { ocspFrameworkErrors, ocspRoutes, rewriteAbsoluteForm } from './ocsp-routes.js';
+import type { CertId } from '../pki/certid.js';
+import type { Answer } from '../service/stapler.js';
 
 export interface AppDeps {
   stapler: Stapler;
+  /** Learning mode: answers through the learner, and learns unknown certificates of trusted issuers. */
+  learner?: { answer(key: string): Answer; learn(ids: CertId[]): Promise<boolean> } | undefined;
   log: Logger;
   config: Pick<Config, 'ocsp' | 'limits' | 'adminToken'>;
 }
@@ -25,16 +29,30 @@ export function buildApp(d: AppDeps): FastifyInstance {
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.connectionTimeoutMs,
     frameworkErrors: ocspFrameworkErrors(d.config.ocsp.pathPrefix),
+    rewriteUrl: (req) => rewriteAbsoluteForm(req.url ?? '/', d.config.ocsp.pathPrefix),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    http: { maxHeaderSize: Math.max(limits.maxUrlBytes + 2048, 8192) },
+    http: {
+      // Room for 16 KiB of headers beyond the longest URL we accept, so an overlong URL gets its 414.
+      maxHeaderSize: limits.maxUrlBytes + 16384,
+      // Node checks request and header deadlines only this often (30 s by default): a client dripping its
+      // headers a byte at a time would otherwise hold a connection for far longer than connectionTimeout.
+      headersTimeout: limits.connectionTimeoutMs,
+      connectionsCheckingInterval: Math.max(250, Math.min(1000, limits.connectionTimeoutMs / 2)),
+    },
+  });
+  // RFC 9110 §15.5.15: a URL longer than we accept is 414, before any routing or parsing.
+  app.addHook('onRequest', (req, reply, done) => {
+    if ((req.raw.url?.length ?? 0) > limits.maxUrlBytes) void reply.code(414).header('connection', 'close').send();
+    else done();
   });
   void app.register(apiRoutes, { stapler: d.stapler, adminToken: d.config.adminToken });
   void app.register(ocspRoutes, {
     pathPrefix: d.config.ocsp.pathPrefix,
     requestBodyBytes: limits.requestBodyBytes,
     requestCacheEntries: limits.requestCacheEntries,
-    answer: (k) => d.stapler.answer(k),
+    answer: d.learner ? (k) => d.learner!.answer(k) : (k) => d.stapler.answer(k),
+    learn: d.learner ? (ids) => d.learner!.learn(ids) : undefined,
   });
   return app;
 }

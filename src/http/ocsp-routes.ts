@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { CertId } from '../pki/certid.js';
 import type { Answer } from '../service/stapler.js';
 import { OCSP_CONTENT_TYPE, OCSP_ERROR_BODY, type OcspErrorStatus } from './ocsp-wire.js';
 import { RequestCache, type RequestTarget } from './request-cache.js';
@@ -9,6 +10,8 @@ export interface OcspRoutesOptions {
   requestBodyBytes: number;
   requestCacheEntries: number;
   answer: (certIdKey: string) => Answer;
+  /** Learning mode: make an unknown certificate known (fetch it), true when it now is. */
+  learn?: ((ids: CertId[]) => Promise<boolean>) | undefined;
 }
 
 const B64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
@@ -34,6 +37,28 @@ function derOfBase64(text: string | undefined): Uint8Array | undefined {
 }
 
 /**
+ * The whole text first; then, for a responder URL with a path of its own (absolute-form requests carry
+ * the CA's path, e.g. /ocsp/MFMw...), what follows each '/' that is followed by 'M' (DER SEQUENCE).
+ */
+export function* getCandidates(text: string | undefined): Generator<Uint8Array | undefined> {
+  yield derOfBase64(text);
+  if (!text) return;
+  for (let i = text.indexOf('/M'); i !== -1; i = text.indexOf('/M', i + 1)) yield derOfBase64(text.slice(i + 1));
+}
+
+/**
+ * Absolute-form requests (RFC 9112 §3.2.2), as HAProxy 3.x sends through `ocsp-update.httpproxy`:
+ * `GET http://ocsp.ca.example/<b64>` and `POST http://ocsp.ca.example/`. They are answered from the cache
+ * like origin-form requests, so they are rewritten onto the OCSP prefix; the host is never contacted.
+ */
+export function rewriteAbsoluteForm(url: string, pathPrefix: string): string {
+  if (url.charCodeAt(0) === 47 /* '/' */ || !/^https?:\/\//i.test(url)) return url;
+  const slash = url.indexOf('/', url.indexOf('//') + 2);
+  const path = slash === -1 ? '/' : url.slice(slash);
+  return pathPrefix === '/' ? path : `${pathPrefix}${path}`;
+}
+
+/**
  * The OCSP responder protocol, for nginx `ssl_stapling_responder`, Apache `SSLStaplingForceURL` and
  * anything else that speaks RFC 6960 Appendix A: GET <prefix>/<base64> and POST <prefix>.
  * Request logging stays off here: this is the hot path.
@@ -46,16 +71,33 @@ export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Pr
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: o.requestBodyBytes }, (_req, body, done) => done(null, body));
 
-  const send = (reply: FastifyReply, req: FastifyRequest, target: RequestTarget): FastifyReply => {
-    if (target.kind === 'malformed') return sendError(reply, 'malformedRequest');
-    if (target.kind === 'unsupported') return sendError(reply, 'unauthorized');
+  const lookup = (keys: string[]): Answer => {
     let answer: Answer = { kind: 'unknown' };
-    for (const k of target.keys) {
+    for (const k of keys) {
       answer = o.answer(k);
       if (answer.kind !== 'unknown') break;
     }
+    return answer;
+  };
+
+  const send = (reply: FastifyReply, req: FastifyRequest, target: RequestTarget): FastifyReply | Promise<FastifyReply> => {
+    if (target.kind === 'malformed') return sendError(reply, 'malformedRequest');
+    if (target.kind === 'unsupported') return sendError(reply, 'unauthorized');
+    const answer = lookup(target.keys);
+    if (answer.kind === 'unknown' && o.learn) return learnThenSend(reply, req, target);
+    if (answer.kind === 'wait') return answer.until.then(() => sendAnswer(reply, req, lookup(target.keys)));
+    return sendAnswer(reply, req, answer);
+  };
+
+  const learnThenSend = async (reply: FastifyReply, req: FastifyRequest, target: RequestTarget & { kind: 'certId' }): Promise<FastifyReply> => {
+    const known = await o.learn!(target.ids);
+    return sendAnswer(reply, req, known ? lookup(target.keys) : { kind: 'unknown' });
+  };
+
+  const sendAnswer = (reply: FastifyReply, req: FastifyRequest, answer: Answer): FastifyReply => {
     if (answer.kind === 'unknown') return sendError(reply, 'unauthorized');
-    if (answer.kind === 'tryLater') return sendError(reply, 'tryLater');
+    // After one wait there is no second: what is still missing now is tryLater.
+    if (answer.kind === 'tryLater' || answer.kind === 'wait') return sendError(reply, 'tryLater');
     const s = answer.staple;
     reply.header('content-type', OCSP_CONTENT_TYPE);
     reply.header('etag', s.etag);
@@ -68,14 +110,17 @@ export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Pr
 
   app.get(`${base}/*`, { logLevel: 'silent' }, (req, reply) => {
     const text = requestTextFromUrl(req.raw.url ?? '', o.pathPrefix);
-    return send(reply, req, cache.target(`g:${text}`, () => derOfBase64(text)));
+    return send(reply, req, cache.target(`g:${text}`, () => getCandidates(text)));
   });
 
-  app.post(base || '/', { logLevel: 'silent' }, (req, reply) => {
+  const post = (req: FastifyRequest, reply: FastifyReply) => {
     const body = Buffer.isBuffer(req.body) ? req.body : undefined;
     if (!body) return sendError(reply, 'malformedRequest');
-    return send(reply, req, cache.target(`p:${body.toString('latin1')}`, () => new Uint8Array(body)));
-  });
+    return send(reply, req, cache.target(`p:${body.toString('latin1')}`, () => [new Uint8Array(body)]));
+  };
+  // POST <prefix>, and POST <prefix>/<path> for responder URLs with a path (absolute-form, rewritten).
+  app.post(base || '/', { logLevel: 'silent' }, post);
+  app.post(`${base}/*`, { logLevel: 'silent' }, post);
 
   app.setErrorHandler((err: { statusCode?: number; code?: string }, req, reply) => {
     // Body limit and similar client errors keep their HTTP status (413, 400); anything unexpected is an

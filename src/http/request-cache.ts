@@ -1,10 +1,10 @@
 import { LRUCache } from 'lru-cache';
 import { isStaplerError } from '../errors.js';
-import { certIdKey } from '../pki/certid.js';
+import { certIdKey, type CertId } from '../pki/certid.js';
 import { parseOcspRequest } from '../pki/request.js';
 
 /** What a request asks for, once its bytes are understood. */
-export type RequestTarget = { kind: 'certId'; keys: string[] } | { kind: 'malformed' } | { kind: 'unsupported' };
+export type RequestTarget = { kind: 'certId'; keys: string[]; ids: CertId[] } | { kind: 'malformed' } | { kind: 'unsupported' };
 
 /**
  * nginx and HAProxy repeat byte-identical requests (no nonce), so the parse result is memoised by the
@@ -19,13 +19,20 @@ export class RequestCache {
     this.#lru = new LRUCache({ max: maxEntries });
   }
 
-  /** `memoKey` is the request as received (base64 text or body as latin1); `der` decodes it on a miss. */
-  target(memoKey: string, der: () => Uint8Array | undefined): RequestTarget {
+  /**
+   * `memoKey` is the request as received (base64 text or body as latin1); `candidates` yields the DER
+   * readings to try on a miss, in order (the first that parses wins).
+   */
+  target(memoKey: string, candidates: () => Iterable<Uint8Array | undefined>): RequestTarget {
     const hit = this.#lru.get(memoKey);
     if (hit) return hit;
-    const { target, cacheable } = parse(der());
-    if (cacheable) this.#lru.set(memoKey, target);
-    return target;
+    let result: { target: RequestTarget; cacheable: boolean } = { target: { kind: 'malformed' }, cacheable: true };
+    for (const der of candidates()) {
+      result = parse(der);
+      if (result.target.kind !== 'malformed') break;
+    }
+    if (result.cacheable) this.#lru.set(memoKey, result.target);
+    return result.target;
   }
 }
 
@@ -36,7 +43,7 @@ function parse(der: Uint8Array | undefined): { target: RequestTarget; cacheable:
     // RFC 9919 §2.1.1: one Request per OCSPRequest. A cached staple covers exactly one certificate.
     if (req.requestCount !== 1) return { target: { kind: 'malformed' }, cacheable: true };
     if (req.certIds.length === 0) return { target: { kind: 'unsupported' }, cacheable: true };
-    return { target: { kind: 'certId', keys: req.certIds.map(certIdKey) }, cacheable: req.nonce === undefined };
+    return { target: { kind: 'certId', keys: req.certIds.map(certIdKey), ids: req.certIds }, cacheable: req.nonce === undefined };
   } catch (e) {
     if (isStaplerError(e)) return { target: { kind: 'malformed' }, cacheable: true };
     throw e;

@@ -54,6 +54,13 @@ export interface Entry {
   /** Bumped when the record is replaced; a fetch that started under an older generation is discarded. */
   generation: number;
   /**
+   * The same status with a SHA-256 CertID, fetched only once a client asked in that form: a response must
+   * carry the CertID the request used (RFC 6960 §4.2.1), and nearly every client (nginx, HAProxy, Apache
+   * through OpenSSL) uses SHA-1. Memory only; it does not decide the state.
+   */
+  alt: Staple | undefined;
+  altFailures: number;
+  /**
    * The state last written to the log. States also change silently with time (a staple ages out), so
    * transitions are logged against this, not against the state just before a commit.
    */

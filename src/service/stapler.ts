@@ -4,8 +4,8 @@ import { errorCode, StaplerError } from '../errors.js';
 import type { RefreshConfig } from '../config/schema.js';
 import type { ResponderClient } from '../fetch/responder-client.js';
 import { Scheduler } from '../fetch/scheduler.js';
-import { certIdKey, certIdOf } from '../pki/certid.js';
-import { backoffMs, nextRefreshAt, type Rand } from '../pki/freshness.js';
+import { certIdKey, certIdOf, type HashName } from '../pki/certid.js';
+import { backoffMs, isServable, nextRefreshAt, type Rand } from '../pki/freshness.js';
 import { buildOcspRequest } from '../pki/request.js';
 import { verifyOcspResponse, type SignerMemo } from '../pki/verify.js';
 import type { CertRecord } from '../sources/certificates.js';
@@ -26,8 +26,19 @@ export interface StaplerOptions {
   rand?: Rand;
 }
 
-/** What the OCSP routes answer for a CertID: the staple, or why not (mapped to OCSP statuses in http/). */
-export type Answer = { kind: 'staple'; staple: Staple; maxAgeSeconds: number } | { kind: 'unknown' } | { kind: 'tryLater' };
+/**
+ * What the OCSP routes answer for a CertID: the staple, or why not (mapped to OCSP statuses in http/).
+ * `wait`: a fetch that will settle it is under way; ask again when `until` resolves (bounded by the fetch
+ * timeout) rather than send tryLater to a client that asked at start-up or in a new form.
+ */
+export type Answer =
+  | { kind: 'staple'; staple: Staple; maxAgeSeconds: number }
+  | { kind: 'unknown' }
+  | { kind: 'tryLater' }
+  | { kind: 'wait'; until: Promise<void> };
+
+/** Scheduler key of the SHA-256 form's job (certificate names cannot contain '#'). */
+const ALT = '#sha256';
 
 export type StapleListener = (record: CertRecord, staple: Staple, why: 'fetched' | 'loaded') => void;
 
@@ -39,11 +50,13 @@ export class Stapler {
   readonly #o: StaplerOptions;
   readonly #rand: Rand;
   readonly #entries = new Map<string, Entry>();
-  readonly #byCertId = new Map<string, Entry>();
+  readonly #byCertId = new Map<string, { e: Entry; alg: HashName }>();
   readonly #scheduler: Scheduler;
   readonly #memo: SignerMemo = new Map();
   readonly #writes = new Map<string, Promise<void>>();
   readonly #listeners: StapleListener[] = [];
+  /** Aborted at stop: a hung upstream must not hold up a SIGTERM (containers get ~10 s). */
+  readonly #abort = new AbortController();
   #started = false;
 
   constructor(o: StaplerOptions) {
@@ -52,7 +65,7 @@ export class Stapler {
     this.#scheduler = new Scheduler({
       clock: o.clock,
       concurrency: o.concurrency,
-      run: (name) => this.#refresh(name),
+      run: (key) => (key.endsWith(ALT) ? this.#refreshAlt(key.slice(0, -ALT.length)) : this.#refresh(key)),
       onError: (name, e) => o.log.error({ cert: name, err: e }, 'refresh job failed unexpectedly'),
     });
   }
@@ -61,12 +74,17 @@ export class Stapler {
     this.#listeners.push(l);
   }
 
-  /** Replaces the set of certificates: unchanged ones keep their staple and schedule. */
+  /**
+   * Replaces the set of configured certificates: unchanged ones keep their staple and schedule; a changed
+   * one (renewed, new issuer or URL) starts afresh and its old persisted staple is dropped. Learned
+   * certificates are not part of the configured set and stay.
+   */
   async setRecords(records: CertRecord[]): Promise<void> {
     const next = new Map(records.map((r) => [r.name, r]));
     for (const [name, e] of this.#entries) {
+      if (e.record.learned) continue;
       const r = next.get(name);
-      if (!r || !sameCertificate(e.record, r)) this.#remove(name, r ? undefined : e.record.leaf.fingerprint);
+      if (!r || !sameCertificate(e.record, r)) this.#remove(name, r?.leaf.fingerprint === e.record.leaf.fingerprint ? undefined : e.record.leaf.fingerprint);
       else e.record = r;
     }
     const added: Entry[] = [];
@@ -78,6 +96,37 @@ export class Stapler {
     if (this.#started) await Promise.all(added.map((e) => this.#prime(e)));
   }
 
+  /** The certificates in use. */
+  records(): CertRecord[] {
+    return [...this.#entries.values()].map((e) => e.record);
+  }
+
+  /** CertID map keys under which requests find a certificate. */
+  keysOf(name: string): readonly string[] {
+    return this.#entries.get(name)?.keys ?? [];
+  }
+
+  has(name: string): boolean {
+    return this.#entries.has(name);
+  }
+
+  /**
+   * Adds one learned certificate and resolves once it has a staple or its first fetch failed: a persisted
+   * staple is used if it still verifies, otherwise it is fetched now (concurrent callers join that fetch).
+   */
+  async addLearned(r: CertRecord): Promise<void> {
+    if (!r.learned) throw new RangeError('addLearned: record is not marked learned');
+    if (this.#entries.has(r.name)) return;
+    const e = this.#add(r);
+    await this.#prime(e, { fetchNow: true });
+  }
+
+  /** Drops a certificate (learned and idle, for instance) and its persisted staple. */
+  remove(name: string): void {
+    const e = this.#entries.get(name);
+    if (e) this.#remove(name, e.record.leaf.fingerprint);
+  }
+
   /** Loads persisted staples (re-verified, served before any upstream contact), then schedules fetches. */
   async start(): Promise<void> {
     this.#started = true;
@@ -85,6 +134,7 @@ export class Stapler {
   }
 
   async stop(): Promise<void> {
+    this.#abort.abort();
     await this.#scheduler.stop();
     await Promise.allSettled([...this.#writes.values()]);
     this.#o.client.close();
@@ -92,13 +142,29 @@ export class Stapler {
 
   /** Hot path: a map lookup and a time comparison. */
   answer(key: string): Answer {
-    const e = this.#byCertId.get(key);
-    if (!e) return { kind: 'unknown' };
+    const ref = this.#byCertId.get(key);
+    if (!ref) return { kind: 'unknown' };
+    const { e, alg } = ref;
     const now = this.#o.clock.now();
-    const s = servableStaple(e, now, this.#o.refresh.marginSeconds);
-    if (!s) return { kind: 'tryLater' };
-    const until = Math.min(this.#scheduler.dueAt(e.record.name)?.getTime() ?? Infinity, s.nextUpdate.getTime() - this.#o.refresh.marginSeconds * 1000);
-    return { kind: 'staple', staple: s, maxAgeSeconds: Math.max(0, Math.floor((until - now.getTime()) / 1000)) };
+    const margin = this.#o.refresh.marginSeconds;
+    const s = alg === 'sha1' ? servableStaple(e, now, margin) : e.alt && isServable(e.alt.nextUpdate, now, margin) ? e.alt : undefined;
+    if (s) {
+      const due = this.#scheduler.dueAt(alg === 'sha1' ? e.record.name : e.record.name + ALT)?.getTime() ?? Infinity;
+      const until = Math.min(due, s.nextUpdate.getTime() - margin * 1000);
+      return { kind: 'staple', staple: s, maxAgeSeconds: Math.max(0, Math.floor((until - now.getTime()) / 1000)) };
+    }
+    return this.#whenMissing(e, alg);
+  }
+
+  /** No servable staple in the asked form: join a fetch under way, start the SHA-256 form's first one, or tryLater. */
+  #whenMissing(e: Entry, alg: HashName): Answer {
+    const key = alg === 'sha1' ? e.record.name : e.record.name + ALT;
+    const running = this.#scheduler.running(key);
+    if (running) return { kind: 'wait', until: running };
+    if (alg === 'sha256' && e.record.url && this.#scheduler.dueAt(key) === undefined && this.#started) {
+      return { kind: 'wait', until: this.#scheduler.runNow(key) };
+    }
+    return { kind: 'tryLater' };
   }
 
   list(): CertificateView[] {
@@ -157,9 +223,12 @@ export class Stapler {
 
   #add(r: CertRecord): Entry {
     const keys = r.url ? (['sha1', 'sha256'] as const).map((a) => certIdKey(certIdOf(r.leaf, r.issuer, a))) : [];
-    const e: Entry = { record: r, keys, staple: undefined, failures: 0, lastError: undefined, generation: 0, reported: 'pending' };
+    const e: Entry = { record: r, keys, staple: undefined, alt: undefined, altFailures: 0, failures: 0, lastError: undefined, generation: 0, reported: 'pending' };
     this.#entries.set(r.name, e);
-    for (const k of keys) this.#byCertId.set(k, e);
+    if (r.url) {
+      this.#byCertId.set(keys[0]!, { e, alg: 'sha1' });
+      this.#byCertId.set(keys[1]!, { e, alg: 'sha256' });
+    }
     if (!r.url) this.#o.log.debug({ cert: r.name }, 'no OCSP URL: not applicable');
     return e;
   }
@@ -170,14 +239,15 @@ export class Stapler {
     e.generation++;
     this.#entries.delete(name);
     this.#scheduler.remove(name);
-    for (const k of e.keys) if (this.#byCertId.get(k) === e) this.#byCertId.delete(k);
+    this.#scheduler.remove(name + ALT);
+    for (const k of e.keys) if (this.#byCertId.get(k)?.e === e) this.#byCertId.delete(k);
     const shared = [...this.#entries.values()].some((o) => o.record.leaf.fingerprint === dropPersistedFp);
     if (dropPersistedFp && !shared) void this.#queueWrite(dropPersistedFp, () => this.#o.store.delete(dropPersistedFp));
     this.#o.log.info({ cert: name }, 'certificate removed');
   }
 
   /** Serve what the disk holds (after re-verifying it now), then schedule the first refresh. */
-  async #prime(e: Entry): Promise<void> {
+  async #prime(e: Entry, o: { fetchNow?: boolean } = {}): Promise<void> {
     const { record } = e;
     if (!record.url) return;
     const gen = e.generation;
@@ -195,6 +265,7 @@ export class Stapler {
       this.#o.log.info({ cert: record.name, state: stateOf(e, now, this.#o.refresh.marginSeconds) }, 'serving persisted staple');
       this.#emit(record, loaded, 'loaded');
     }
+    if (!e.staple && o.fetchNow) return this.#scheduler.runNow(record.name);
     const at = e.staple ? nextRefreshAt(e.staple, now, { ...this.#o.refresh, minIntervalSeconds: 0 }, this.#rand) : now;
     this.#scheduler.schedule(record.name, at);
   }
@@ -206,29 +277,55 @@ export class Stapler {
     return toStaple(v, now);
   }
 
+  /** Request and verify one form (SHA-1 or SHA-256 CertID) of a certificate's staple. Nothing is committed. */
+  async #fetch(record: CertRecord, url: string, alg: HashName): Promise<{ staple: Staple; maxAge: number | undefined }> {
+    const nonce = this.#o.nonce ? new Uint8Array(randomBytes(16)) : undefined;
+    const request = buildOcspRequest([certIdOf(record.leaf, record.issuer, alg)], { nonce });
+    const res = await this.#o.client.fetch(url, request, this.#abort.signal);
+    return { staple: this.#verify(record, res.body, nonce), maxAge: res.maxAgeSeconds };
+  }
+
   /** One scheduled fetch: request, verify, commit. Returns when to run next. */
   async #refresh(name: string): Promise<Date | null> {
     const e = this.#entries.get(name);
     const url = e?.record.url;
     if (!e || !url) return null;
     const { record, generation } = e;
-    const log = this.#o.log;
     if (record.leaf.notAfter.getTime() <= this.#o.clock.now().getTime()) {
-      log.info({ cert: name }, 'certificate expired: no more refreshes');
+      this.#o.log.info({ cert: name }, 'certificate expired: no more refreshes');
       return null;
     }
-    const nonce = this.#o.nonce ? new Uint8Array(randomBytes(16)) : undefined;
-    const request = buildOcspRequest([certIdOf(record.leaf, record.issuer, 'sha1')], { nonce });
-    let fresh: Staple;
-    let maxAge: number | undefined;
+    let got: { staple: Staple; maxAge: number | undefined };
     try {
-      const res = await this.#o.client.fetch(url, request);
-      maxAge = res.maxAgeSeconds;
-      fresh = this.#verify(record, res.body, nonce);
+      got = await this.#fetch(record, url, 'sha1');
     } catch (err) {
       return this.#commitFailure(e, generation, err);
     }
-    return this.#commitSuccess(e, generation, fresh, maxAge);
+    return this.#commitSuccess(e, generation, got.staple, got.maxAge);
+  }
+
+  /**
+   * The SHA-256 form: fetched when first asked for, then kept fresh on its own schedule. A failure keeps
+   * the form held (or none) and backs off; it is logged at debug only, the SHA-1 form decides the state.
+   */
+  async #refreshAlt(name: string): Promise<Date | null> {
+    const e = this.#entries.get(name);
+    const url = e?.record.url;
+    if (!e || !url || e.record.leaf.notAfter.getTime() <= this.#o.clock.now().getTime()) return null;
+    const generation = e.generation;
+    try {
+      const { staple } = await this.#fetch(e.record, url, 'sha256');
+      if (this.#entries.get(name) !== e || e.generation !== generation) return null;
+      if (!e.alt || staple.thisUpdate.getTime() >= e.alt.thisUpdate.getTime()) e.alt = staple;
+      e.altFailures = 0;
+      return nextRefreshAt(e.alt, this.#o.clock.now(), this.#o.refresh, this.#rand);
+    } catch (err) {
+      if (this.#entries.get(name) !== e || e.generation !== generation) return null;
+      e.altFailures++;
+      const delay = backoffMs(e.altFailures, this.#o.refresh, this.#rand, err instanceof StaplerError ? err.retryAfter : undefined);
+      this.#o.log.debug({ cert: name, code: errorCode(err, 'FETCH_CONNECT'), form: 'sha256' }, 'OCSP fetch of the SHA-256 form failed');
+      return new Date(this.#o.clock.now().getTime() + delay);
+    }
   }
 
   #commitSuccess(e: Entry, generation: number, fresh: Staple, maxAge: number | undefined): Date | null {
@@ -256,8 +353,9 @@ export class Stapler {
 
   #commitFailure(e: Entry, generation: number, err: unknown): Date | null {
     if (this.#entries.get(e.record.name) !== e || e.generation !== generation) return null;
-    const now = this.#o.clock.now();
     const code = errorCode(err, 'FETCH_CONNECT');
+    if (code === 'FETCH_ABORTED') return null; // shutting down: not a failure of the responder
+    const now = this.#o.clock.now();
     const repeated = e.lastError?.code === code;
     e.failures++;
     e.lastError = { code, message: err instanceof Error ? err.message : String(err), at: now };

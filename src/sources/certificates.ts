@@ -15,6 +15,8 @@ export interface CertRecord {
   issuer: CertInfo;
   /** The responder to ask: configured override, else the first AIA OCSP URL; undefined means not applicable. */
   url: string | undefined;
+  /** Learned from a request (learning mode), not from the config: kept across rescans, dropped when idle. */
+  learned?: true;
 }
 
 async function readCerts(path: string, what: string): Promise<Uint8Array[]> {

@@ -8,7 +8,12 @@ import { loadRecord, scanDirectory, type CertRecord } from './certificates.js';
  * (thrown, exit 2 at start); a broken file in a watched directory is skipped with a warning, since it may
  * be half-written and will be picked up by the next scan once it is whole.
  */
-export async function loadAllRecords(cfg: Pick<Config, 'certificates' | 'directories' | 'limits' | 'source'>, log: Logger): Promise<CertRecord[]> {
+export async function loadAllRecords(
+  cfg: Pick<Config, 'certificates' | 'directories' | 'limits' | 'source'>,
+  log: Logger,
+  /** The records in use: a watched file that no longer loads (half-written) keeps its previous version. */
+  previous: readonly CertRecord[] = [],
+): Promise<CertRecord[]> {
   const records: CertRecord[] = [];
   for (const [i, c] of cfg.certificates.entries()) {
     try {
@@ -27,8 +32,13 @@ export async function loadAllRecords(cfg: Pick<Config, 'certificates' | 'directo
       if (e instanceof StaplerError) throw e.within(`${cfg.source}: directories[${i}]`);
       throw e;
     }
-    for (const r of scan.rejected) log.warn({ file: r.file, code: r.error.code, error: r.error.message }, 'skipping certificate file');
-    for (const r of scan.records) {
+    const kept: CertRecord[] = [];
+    for (const r of scan.rejected) {
+      const old = previous.find((p) => p.source === r.file && !p.learned);
+      if (old) kept.push(old);
+      log.warn({ file: r.file, code: r.error.code, error: r.error.message }, old ? 'skipping certificate file: keeping its previous version' : 'skipping certificate file');
+    }
+    for (const r of [...scan.records, ...kept]) {
       if (names.has(r.name)) {
         log.warn({ file: r.source, cert: r.name }, 'skipping certificate file: name already used');
         continue;

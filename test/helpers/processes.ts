@@ -6,7 +6,7 @@
  * Every child started here is also registered for a last-resort SIGKILL when the test process exits, so a
  * failing test that never reaches its `after` hook still leaves nothing running.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
@@ -138,12 +138,6 @@ export function run(cmd: string, args: string[], o: { timeoutMs?: number; input?
 /** `node dist/src/cli.js ...args`. */
 export function runCli(args: string[], o: { timeoutMs?: number } = {}): Promise<RunResult> {
   return run(process.execPath, [CLI, ...args], o);
-}
-
-/** Synchronous variant for `before` hooks that need a quick answer (e.g. `nginx -V`). */
-export function runSync(cmd: string, args: string[]): RunResult {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
-  return { code: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
 /** A temp directory removed by `cleanup()` (call it from `after`). */

@@ -64,10 +64,26 @@ describe('Stapler', () => {
     assert.equal(stateOf(r, 'quiet'), 'not_applicable');
     assert.equal(responder.stats.requests - before, 3);
     assert.equal(r.stapler.answer(key()).kind, 'staple');
-    assert.equal(r.stapler.answer(certIdKey(f.certId(f.good, 'sha256'))).kind, 'staple', 'found by SHA-256 CertID too');
     assert.equal(r.stapler.answer('sha1:00:00:00').kind, 'unknown');
     assert.equal(r.log.atLeast(40).filter((l) => l.cert === 'quiet').length, 0, 'not applicable is quiet');
     assert.equal(r.log.atLeast(50).filter((l) => l.cert === 'revoked').length, 1, 'revoked is logged at error once');
+    await r.stapler.stop();
+  });
+
+  test('a SHA-256 CertID gets its own staple, fetched once when first asked for', async () => {
+    responder.setFault(null);
+    const r = await started(rig(), ['good']);
+    const before = responder.stats.requests;
+    const k256 = certIdKey(f.certId(f.good, 'sha256'));
+    const first = r.stapler.answer(k256);
+    assert.equal(first.kind, 'wait', 'the SHA-1 staple must not answer a SHA-256 request (RFC 6960 §4.2.1)');
+    await (first as { until: Promise<void> }).until;
+    const a = r.stapler.answer(k256);
+    assert.equal(a.kind, 'staple');
+    const sha1 = r.stapler.answer(key());
+    assert.ok(a.kind === 'staple' && sha1.kind === 'staple' && !a.staple.body.equals(sha1.staple.body));
+    assert.equal(r.stapler.answer(k256).kind, 'staple');
+    assert.equal(responder.stats.requests - before, 1);
     await r.stapler.stop();
   });
 

@@ -1,0 +1,135 @@
+/**
+ * Real nginx (the Debian package) staples what staplerd serves: `ssl_stapling_responder` points at
+ * staplerd's OCSP route under a path prefix, and `openssl s_client -status` shows the staple to a client.
+ * The upstream "CA" is the demo responder in this process, so the test can count who asked it.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { opensslTime } from '../../src/check.js';
+import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '../../src/demo/ca.js';
+import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
+import type { CertificateView } from '../../src/service/staple.js';
+import {
+  Child, freePort, run, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
+} from '../helpers/processes.js';
+
+const bins = suiteBinaries(['nginx', 'openssl'], 'the nginx end-to-end test');
+const PREFIX = '/some/prefix';
+
+function nginxConf(dir: string, o: { port: number; chain: string; key: string; trusted: string; responder: string }): string {
+  const tmp = (name: string) => join(dir, name);
+  return `# written by test/e2e/nginx.test.ts
+pid ${tmp('nginx.pid')};
+error_log ${tmp('error.log')} info;
+worker_processes 1;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${tmp('client_body')};
+  proxy_temp_path ${tmp('proxy')};
+  fastcgi_temp_path ${tmp('fastcgi')};
+  uwsgi_temp_path ${tmp('uwsgi')};
+  scgi_temp_path ${tmp('scgi')};
+  server {
+    listen 127.0.0.1:${o.port} ssl;
+    server_name good.demo.test;
+    ssl_certificate ${o.chain};
+    ssl_certificate_key ${o.key};
+    ssl_stapling on;
+    ssl_stapling_verify on;
+    ssl_trusted_certificate ${o.trusted};
+    ssl_stapling_responder ${o.responder};
+    location / { return 200 "ok\\n"; }
+  }
+}
+`;
+}
+
+describe('nginx staples the response staplerd holds', { skip: bins.skip, timeout: 60_000 }, () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  let responder: DemoResponder | undefined;
+  let daemon: Staplerd | undefined;
+  let nginx: Child | undefined;
+  let files: DemoPkiFiles;
+  let nginxPort: number;
+  let upstreamRequestsWhenReady: number;
+
+  before(async () => {
+    const nginxBin = bins.path('nginx');
+    bins.path('openssl');
+    tmp = await tempDir('nginx');
+    const upstreamPort = await freePort();
+    const now = new Date();
+    const pki = createDemoPki({ now, ocspUrl: `http://127.0.0.1:${upstreamPort}/` });
+    files = await writeDemoPki(pki, join(tmp.dir, 'pki'), now);
+    responder = await startResponder({ issuer: pki.issuer, signer: pki.ocspSigner, statuses: demoStatuses(pki, now), port: upstreamPort });
+
+    const config = await writeStaplerdConfig(tmp.dir, {
+      listen: { host: '127.0.0.1', port: 0 },
+      dataDir: join(tmp.dir, 'var'),
+      ocsp: { pathPrefix: PREFIX },
+      certificates: [{ name: 'good', chain: files.leaves.good.chain }],
+    });
+    daemon = await startStaplerd(config);
+    await daemon.waitReady(15_000);
+    upstreamRequestsWhenReady = responder.stats.requests;
+
+    const trusted = join(tmp.dir, 'trusted.pem');
+    await writeFile(trusted, (await readFile(files.root, 'utf8')) + (await readFile(files.issuer, 'utf8')));
+    nginxPort = await freePort();
+    const conf = join(tmp.dir, 'nginx.conf');
+    await writeFile(conf, nginxConf(tmp.dir, {
+      port: nginxPort, chain: files.leaves.good.chain, key: files.leaves.good.key, trusted, responder: `http://127.0.0.1:${new URL(daemon.url).port}${PREFIX}`,
+    }));
+    const test = await run(nginxBin, ['-t', '-p', tmp.dir, '-c', conf]);
+    assert.equal(test.code, 0, `nginx -t rejected the config:\n${test.stderr}`);
+    nginx = new Child('nginx', nginxBin, ['-p', tmp.dir, '-c', conf, '-g', 'daemon off; master_process off;']);
+    await waitFor('nginx to accept TLS connections', 10_000, async () => {
+      if (!nginx!.running) throw new Error(`nginx exited\n${nginx!.output()}\n${await readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '')}`);
+      const r = await sClient();
+      return /Verify return code: 0 \(ok\)/.test(r) ? true : undefined;
+    }, 100);
+  });
+
+  after(async () => {
+    await nginx?.stop('SIGQUIT').catch(() => nginx?.stop('SIGKILL'));
+    await daemon?.stop('SIGTERM').catch(() => daemon?.stop('SIGKILL'));
+    await responder?.close();
+    await tmp?.cleanup();
+  });
+
+  async function sClient(): Promise<string> {
+    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${nginxPort}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 10_000 });
+    return `${r.stdout}\n${r.stderr}`;
+  }
+
+  test('openssl s_client -status shows Cert Status: good with the staple staplerd holds', async () => {
+    // nginx fetches lazily: the first handshake of a worker gets no staple, a later one does.
+    let out = '';
+    const until = Date.now() + 10_000;
+    while (Date.now() < until) {
+      out = await sClient();
+      if (/OCSP Response Status: successful/.test(out)) break;
+      await sleep(200);
+    }
+    const errorLog = await readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '(no error.log)');
+    assert.match(out, /OCSP Response Status: successful/, `no staple within 10 s\n${out}\n--- nginx error.log ---\n${errorLog}`);
+    assert.match(out, /Cert Status: good/);
+    assert.match(out, /Verify return code: 0 \(ok\)/);
+
+    const held = await daemon!.json<CertificateView>('/v1/certificates/good');
+    assert.ok(held.thisUpdate && held.producedAt, 'staplerd holds a staple');
+    assert.match(out, new RegExp(`This Update: ${opensslTime(new Date(held.thisUpdate))}`));
+    assert.match(out, new RegExp(`Produced At: ${opensslTime(new Date(held.producedAt))}`));
+    assert.match(out, /Subject: CN ?= ?staplerd demo OCSP signer/, "signed by the demo CA's delegated responder");
+    assert.doesNotMatch(errorLog, /\[(error|crit|alert|emerg)\]/, `nginx logged errors:\n${errorLog}`);
+  });
+
+  test('nginx never asked the upstream itself: every upstream request came from staplerd', async () => {
+    assert.ok(upstreamRequestsWhenReady >= 1, 'staplerd fetched from the upstream before it was ready');
+    assert.ok(upstreamRequestsWhenReady <= 1, `one certificate, one fetch; the upstream saw ${upstreamRequestsWhenReady}`);
+    assert.equal(responder!.stats.requests, upstreamRequestsWhenReady, 'the upstream was asked again after staplerd was ready');
+  });
+});

@@ -1,0 +1,151 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { parseConfig } from '../../src/config/load.js';
+import { demoStatuses, issueCertificate } from '../../src/demo/ca.js';
+import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
+import { HttpResponderClient } from '../../src/fetch/responder-client.js';
+import { buildApp } from '../../src/http/app.js';
+import { parseCertificate } from '../../src/pki/certificate.js';
+import { certIdOf } from '../../src/pki/certid.js';
+import { buildOcspRequest } from '../../src/pki/request.js';
+import { Learner } from '../../src/service/learner.js';
+import { Stapler } from '../../src/service/stapler.js';
+import { MemoryStapleStore } from '../../src/store/memory-store.js';
+import { FakeClock } from '../helpers/clock.js';
+import { captureLog } from '../helpers/log.js';
+import { fixture } from '../helpers/pki.js';
+
+const f = fixture();
+const cfg = parseConfig({ ocsp: { pathPrefix: '/ocsp' } }, '<inline>', {});
+let responder: DemoResponder;
+let clock: FakeClock;
+
+before(async () => {
+  clock = new FakeClock(f.now);
+  responder = await startResponder({ issuer: f.pki.issuer, signer: f.pki.ocspSigner, statuses: demoStatuses(f.pki, f.now), now: () => clock.now() });
+});
+after(() => responder.close());
+
+function rig(maxEntries = 100) {
+  const log = captureLog();
+  const client = new HttpResponderClient({ timeoutMs: 2000, maxResponseBytes: 65536, perHostConcurrency: 4, userAgent: 'test' });
+  const stapler = new Stapler({ clock, client, store: new MemoryStapleStore({ maxEntries: 100, maxBytes: 1 << 20 }), log: log.log, refresh: cfg.refresh, concurrency: 4, nonce: false });
+  const learner = new Learner({ stapler, issuers: [{ cert: f.issuer, responder: responder.url }], maxEntries, idleTimeoutSeconds: 3600, clock, log: log.log });
+  const app = buildApp({ stapler, learner, log: log.log, config: cfg });
+  return { stapler, learner, app, log };
+}
+
+const reqFor = (leaf = f.good, alg: 'sha1' | 'sha256' = 'sha1') => Buffer.from(buildOcspRequest([f.certId(leaf, alg)]));
+const isUnauthorized = (b: Buffer) => b.equals(Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x06]));
+
+describe('learning mode', () => {
+  test('an unknown certificate under a trusted issuer is fetched from its configured responder and served', async () => {
+    const { app, stapler } = rig();
+    await stapler.start();
+    const before = responder.stats.requests;
+    const r = await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor() });
+    assert.equal(r.statusCode, 200);
+    assert.equal(r.headers['content-type'], 'application/ocsp-response');
+    assert.ok(r.rawPayload.length > 100, 'a staple, not an error status');
+    assert.equal(responder.stats.requests - before, 1);
+    const again = await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor() });
+    assert.ok(again.rawPayload.equals(r.rawPayload), 'asked again: from the cache');
+    assert.equal(responder.stats.requests - before, 1);
+    const sha256 = `/ocsp/${encodeURIComponent(reqFor(f.good, 'sha256').toString('base64'))}`;
+    const s1 = await app.inject({ method: 'GET', url: sha256 });
+    const s2 = await app.inject({ method: 'GET', url: sha256 });
+    assert.ok(s1.rawPayload.length > 100 && s1.rawPayload.equals(s2.rawPayload) && !s1.rawPayload.equals(r.rawPayload), 'the SHA-256 form is its own staple');
+    assert.equal(responder.stats.requests - before, 2);
+    assert.equal(stapler.list().find((c) => c.serial === f.good.serialHex)?.state, 'good');
+    await app.close();
+    await stapler.stop();
+  });
+
+  test('a hundred concurrent requests for one new certificate make one upstream fetch', async () => {
+    const { app, stapler } = rig();
+    await stapler.start();
+    const before = responder.stats.requests;
+    const answers = await Promise.all(Array.from({ length: 100 }, () => app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.revoked) })));
+    assert.equal(responder.stats.requests - before, 1);
+    assert.ok(answers.every((a) => a.statusCode === 200 && a.rawPayload.equals(answers[0]!.rawPayload) && a.rawPayload.length > 100));
+    await app.close();
+    await stapler.stop();
+  });
+
+  test('an unlisted issuer gets unauthorized and nothing is fetched', async () => {
+    const { app, stapler } = rig();
+    const otherCa = issueCertificate({ subjectCN: 'other CA', isCA: true, notBefore: new Date(f.now.getTime() - 86400_000), notAfter: new Date(f.now.getTime() + 86400_000) }, 'self');
+    const stranger = issueCertificate({ subjectCN: 'stranger', notBefore: new Date(f.now.getTime() - 3600_000), notAfter: new Date(f.now.getTime() + 86400_000) }, otherCa);
+    const before = responder.stats.requests;
+    const id = certIdOf(parseCertificate(stranger.der), parseCertificate(otherCa.der), 'sha1');
+    const r = await app.inject({ method: 'POST', url: '/ocsp', payload: Buffer.from(buildOcspRequest([id])) });
+    assert.ok(isUnauthorized(r.rawPayload));
+    assert.equal(responder.stats.requests, before);
+    await app.close();
+    await stapler.stop();
+  });
+
+  test('idle learned certificates are dropped; the count is bounded', async () => {
+    const { app, stapler, learner } = rig(2);
+    await stapler.start();
+    for (const leaf of [f.good, f.revoked]) await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(leaf) });
+    assert.equal(learner.size, 2);
+    await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.mustStaple) });
+    assert.equal(learner.size, 2, 'bounded: the least recently asked for was dropped');
+    assert.equal(stapler.list().some((c) => c.serial === f.good.serialHex), false);
+    await clock.advance(1800_000);
+    await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.mustStaple) });
+    await clock.advance(1800_001);
+    assert.equal(learner.sweep(), 1, 'the one not asked for in an hour');
+    assert.deepEqual(stapler.list().map((c) => c.serial), [f.mustStaple.serialHex]);
+    await app.close();
+    await stapler.stop();
+  });
+});
+
+describe('absolute-form requests (HAProxy ocsp-update.httpproxy, Apache SSLOCSPProxyURL)', () => {
+  let app: FastifyInstance;
+  let stapler: Stapler;
+  let port: number;
+  before(async () => {
+    ({ app, stapler } = rig());
+    await stapler.start();
+    await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor() }); // learn it once
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    port = (app.server.address() as { port: number }).port;
+  });
+  after(async () => {
+    await app.close();
+    await stapler.stop();
+  });
+
+  function raw(head: string, body?: Buffer): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const s = connect(port, '127.0.0.1', () => s.end(body ? Buffer.concat([Buffer.from(head), body]) : head));
+      const chunks: Buffer[] = [];
+      s.on('data', (c) => chunks.push(c));
+      s.on('end', () => {
+        const all = Buffer.concat(chunks);
+        resolve(all.subarray(all.indexOf('\r\n\r\n') + 4));
+      });
+      s.on('error', reject);
+      s.setTimeout(3000, () => reject(new Error('no answer')));
+    });
+  }
+
+  test('GET and POST to http://ocsp.ca.example/ are answered from the cache', async () => {
+    const expected = (await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor() })).rawPayload;
+    const before = responder.stats.requests;
+    const b64 = encodeURIComponent(reqFor().toString('base64'));
+    const get = await raw(`GET http://ocsp.ca.example/${b64} HTTP/1.0\r\nHost: ocsp.ca.example\r\n\r\n`);
+    assert.ok(get.equals(expected));
+    const withPath = await raw(`GET http://ocsp.ca.example/some/path/${b64} HTTP/1.0\r\nHost: ocsp.ca.example\r\n\r\n`);
+    assert.ok(withPath.equals(expected), 'a CA URL with a path of its own');
+    const body = reqFor();
+    const post = await raw(`POST http://ocsp.ca.example/ HTTP/1.0\r\nHost: ocsp.ca.example\r\nContent-Type: application/ocsp-request\r\nContent-Length: ${body.length}\r\n\r\n`, body);
+    assert.ok(post.equals(expected));
+    assert.equal(responder.stats.requests, before, 'nothing was fetched, and never from the host in the request');
+  });
+});
