@@ -13,6 +13,8 @@ Usage:
   staplerd config validate -c FILE              check a config file and its certificates, then exit
   staplerd bootstrap [-c FILE]                  create missing staple files (empty) for file sinks with
                                                 createEmpty, then exit: run it before HAProxy 2.6 starts
+  staplerd status [--url http://127.0.0.1:8080]  the certificate table of a running daemon (exit 1 if any
+                                                certificate is failing or revoked, 2 if unreachable)
   staplerd demo [--port 8080] [--dir DIR] [--once]
                                                 throwaway CA + OCSP responder + staplerd, for a first look
   staplerd --help | --version
@@ -48,6 +50,8 @@ export function parseCommand(argv: string[]): Command {
       return { kind: 'check', chain: rest[0]!, issuer: values.issuer, url: values.url, timeoutMs: durationArg('--timeout', values.timeout ?? '10s') * 1000 };
     case 'bootstrap':
       return { kind: 'bootstrap', config };
+    case 'status':
+      return { kind: 'status', url: values.url ?? process.env.STAPLERD_URL ?? 'http://127.0.0.1:8080' };
     case 'config':
       if (rest[0] !== 'validate') throw new UsageError('did you mean `staplerd config validate -c FILE`?');
       return { kind: 'validate', config };

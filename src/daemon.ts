@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { HttpResponderClient } from './fetch/responder-client.js';
 import { buildApp } from './http/app.js';
+import { Metrics } from './http/metrics.js';
 import { Learner, loadTrustedIssuers } from './service/learner.js';
 import { Stapler } from './service/stapler.js';
 import { FileSink } from './sinks/file-sink.js';
@@ -31,6 +32,8 @@ export interface Daemon {
 
 export interface DaemonOptions {
   log: Logger;
+  /** Shown on the status page. */
+  version?: string;
   clock?: Clock;
 }
 
@@ -61,10 +64,34 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     perHostConcurrency: cfg.fetch.perHostConcurrency,
     userAgent: cfg.fetch.userAgent,
   });
-  const stapler = new Stapler({ clock, client, store, log, refresh: cfg.refresh, concurrency: cfg.fetch.concurrency, nonce: cfg.fetch.nonce });
+  const stapler = new Stapler({
+    clock,
+    client,
+    store,
+    log,
+    refresh: cfg.refresh,
+    concurrency: cfg.fetch.concurrency,
+    nonce: cfg.fetch.nonce,
+    onFetch: (url, result, seconds) => metrics.fetched(url, result, seconds),
+  });
+  const metrics = new Metrics(stapler, { marginSeconds: cfg.refresh.marginSeconds });
   const sinkList: StapleSink[] = [...cfg.sinks.files.map((c) => new FileSink(c, log)), ...cfg.sinks.haproxy.map((c) => new HaproxySink(c, log))];
-  const sinks = new SinkRunner({ sinks: sinkList, log, retryInitialMs: cfg.sinks.retryInitialMs, retryMaxMs: cfg.sinks.retryMaxMs, current: () => stapler.current() });
-  const hooks = new HookRunner({ hooks: cfg.hooks, log, list: () => stapler.list(), marginSeconds: cfg.refresh.marginSeconds, now: () => clock.now() });
+  const sinks = new SinkRunner({
+    sinks: sinkList,
+    log,
+    retryInitialMs: cfg.sinks.retryInitialMs,
+    retryMaxMs: cfg.sinks.retryMaxMs,
+    current: () => stapler.current(),
+    onResult: (sink, result) => metrics.sinkPushed(sink, result),
+  });
+  const hooks = new HookRunner({
+    hooks: cfg.hooks,
+    log,
+    list: () => stapler.list(),
+    marginSeconds: cfg.refresh.marginSeconds,
+    now: () => clock.now(),
+    onResult: (event, result) => metrics.hookRan(event, result),
+  });
   // Subscribed before start, so staples loaded from disk reach the sinks at once (issue 3: "and at start").
   stapler.onStaple((r, s) => sinks.offer(r, s));
   stapler.onStaple((r, s, why) => hooks.onStaple(r, s, why));
@@ -80,7 +107,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   await stapler.start();
   hooks.start();
   learner?.start();
-  const app = buildApp({ stapler, learner, log, config: cfg });
+  const app = buildApp({ stapler, learner, metrics, version: o.version ?? '', log, config: cfg });
   await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.listen.port;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import { runCheck } from './check.js';
+import { runStatus } from './status.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { bootstrapStapleFiles, startDaemon } from './daemon.js';
@@ -11,6 +12,7 @@ export type Command =
   | { kind: 'serve'; config: string }
   | { kind: 'check'; chain: string; issuer: string | undefined; url: string | undefined; timeoutMs: number }
   | { kind: 'bootstrap'; config: string }
+  | { kind: 'status'; url: string }
   | { kind: 'validate'; config: string }
   | { kind: 'demo'; port: number; dir: string | undefined; once: boolean }
   | { kind: 'help' }
@@ -25,8 +27,18 @@ export function version(): string {
   return pkg.version;
 }
 
-export function createLogger(level: Config['logLevel']): Logger {
-  return pino({ level, base: { name: 'staplerd' }, redact: { paths: ['adminToken', '*.adminToken', 'req.headers.authorization'], censor: '[redacted]' } });
+/**
+ * pino JSON to stdout; human-readable (pino-pretty) when stdout is a terminal. STAPLERD_LOG_FORMAT=json or
+ * pretty overrides. Secrets are redacted from every line.
+ */
+export function createLogger(level: Config['logLevel'], env: NodeJS.ProcessEnv = process.env): Logger {
+  const pretty = env.STAPLERD_LOG_FORMAT ? env.STAPLERD_LOG_FORMAT === 'pretty' : process.stdout.isTTY === true;
+  return pino({
+    level,
+    base: { name: 'staplerd' },
+    redact: { paths: ['adminToken', '*.adminToken', 'req.headers.authorization', 'headers.authorization'], censor: '[redacted]' },
+    ...(pretty && { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:standard', ignore: 'pid,hostname,name' } } }),
+  });
 }
 
 /** The composition root: runs a command and is the only place that ends the process. */
@@ -48,6 +60,9 @@ export async function main(cmd: Command, usage: string): Promise<void> {
         return say(version());
       case 'check':
         process.exitCode = await runCheck({ chain: cmd.chain, issuer: cmd.issuer, url: cmd.url, timeoutMs: cmd.timeoutMs }, say, complain);
+        return;
+      case 'status':
+        process.exitCode = await runStatus(cmd.url, say, complain);
         return;
       case 'bootstrap': {
         const cfg = loadConfigFile(cmd.config);
@@ -78,7 +93,7 @@ export async function main(cmd: Command, usage: string): Promise<void> {
 async function serve(configPath: string): Promise<void> {
   const cfg = loadConfigFile(configPath);
   const log = createLogger(cfg.logLevel);
-  const daemon = await startDaemon(cfg, { log });
+  const daemon = await startDaemon(cfg, { log, version: version() });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -3,12 +3,16 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Stapler } from '../service/stapler.js';
 import { apiRoutes } from './api-routes.js';
+import type { Metrics } from './metrics.js';
+import { renderStatusPage } from './status-page.js';
 import { ocspFrameworkErrors, ocspRoutes, rewriteAbsoluteForm } from './ocsp-routes.js';
 import type { CertId } from '../pki/certid.js';
 import type { Answer } from '../service/stapler.js';
 
 export interface AppDeps {
   stapler: Stapler;
+  metrics?: Metrics | undefined;
+  version?: string;
   /** Learning mode: answers through the learner, and learns unknown certificates of trusted issuers. */
   learner?: { answer(key: string): Answer; learn(ids: CertId[]): Promise<boolean> } | undefined;
   log: Logger;
@@ -47,12 +51,20 @@ export function buildApp(d: AppDeps): FastifyInstance {
     else done();
   });
   void app.register(apiRoutes, { stapler: d.stapler, adminToken: d.config.adminToken });
+  app.get('/', { logLevel: 'warn' }, async (_req, reply) =>
+    reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(renderStatusPage(d.stapler.list(), new Date(), { ready: d.stapler.readiness().ready, version: d.version ?? '' })),
+  );
+  const metrics = d.metrics;
+  if (metrics) {
+    app.get('/metrics', { logLevel: 'warn' }, async (_req, reply) => reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()));
+  }
   void app.register(ocspRoutes, {
     pathPrefix: d.config.ocsp.pathPrefix,
     requestBodyBytes: limits.requestBodyBytes,
     requestCacheEntries: limits.requestCacheEntries,
     answer: d.learner ? (k) => d.learner!.answer(k) : (k) => d.stapler.answer(k),
     learn: d.learner ? (ids) => d.learner!.learn(ids) : undefined,
+    onOutcome: metrics ? (o) => metrics.served(o) : undefined,
   });
   return app;
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CertId } from '../pki/certid.js';
 import type { Answer } from '../service/stapler.js';
+import type { ServeOutcome } from './metrics.js';
 import { OCSP_CONTENT_TYPE, OCSP_ERROR_BODY, type OcspErrorStatus } from './ocsp-wire.js';
 import { RequestCache, type RequestTarget } from './request-cache.js';
 
@@ -10,11 +11,14 @@ export interface OcspRoutesOptions {
   requestBodyBytes: number;
   requestCacheEntries: number;
   answer: (certIdKey: string) => Answer;
+  /** Told the outcome of every OCSP request (metrics); must be cheap, it is on the hot path. */
+  onOutcome?: ((o: ServeOutcome) => void) | undefined;
   /** Learning mode: make an unknown certificate known (fetch it), true when it now is. */
   learn?: ((ids: CertId[]) => Promise<boolean>) | undefined;
 }
 
 const B64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+const OUTCOME_OF: Record<OcspErrorStatus, ServeOutcome> = { malformedRequest: 'malformed', tryLater: 'try_later', unauthorized: 'unknown', internalError: 'internal_error' };
 
 /** Base64 of a GET request (RFC 6960 A.1.1) from the raw URL: percent-decoded, leading slashes dropped. */
 export function requestTextFromUrl(rawUrl: string, prefix: string): string | undefined {
@@ -65,6 +69,11 @@ export function rewriteAbsoluteForm(url: string, pathPrefix: string): string {
  */
 export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Promise<void> {
   const cache = new RequestCache(o.requestCacheEntries);
+  const outcome = o.onOutcome ?? (() => undefined);
+  const sendError = (reply: FastifyReply, status: OcspErrorStatus): FastifyReply => {
+    outcome(OUTCOME_OF[status]);
+    return sendOcspError(reply, status);
+  };
   const base = o.pathPrefix === '/' ? '' : o.pathPrefix;
 
   // Any Content-Type is read as raw bytes: Apache and older clients do not all send application/ocsp-request.
@@ -104,7 +113,11 @@ export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Pr
     reply.header('last-modified', s.lastModified);
     reply.header('expires', s.expires);
     reply.header('cache-control', `max-age=${answer.maxAgeSeconds}, public, no-transform, must-revalidate`);
-    if (req.method === 'GET' && req.headers['if-none-match'] === s.etag) return reply.code(304).send();
+    if (req.method === 'GET' && req.headers['if-none-match'] === s.etag) {
+      outcome('not_modified');
+      return reply.code(304).send();
+    }
+    outcome('hit');
     return reply.code(200).send(s.body);
   };
 
@@ -125,7 +138,10 @@ export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Pr
   app.setErrorHandler((err: { statusCode?: number; code?: string }, req, reply) => {
     // Body limit and similar client errors keep their HTTP status (413, 400); anything unexpected is an
     // OCSP internalError, never a 500 with a stack.
-    if (err.statusCode === 413) return reply.code(413).header('connection', 'close').send();
+    if (err.statusCode === 413) {
+      outcome('too_large');
+      return reply.code(413).header('connection', 'close').send();
+    }
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return sendError(reply, 'malformedRequest');
     req.log.error({ err }, 'OCSP route failed');
     return sendError(reply, 'internalError');
@@ -141,13 +157,13 @@ export function ocspFrameworkErrors(pathPrefix: string) {
   return (err: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply): void => {
     const url = req.raw.url ?? '';
     if (pathPrefix === '/' || url === pathPrefix || url.startsWith(`${pathPrefix}/`)) {
-      sendError(reply, 'malformedRequest');
+      sendOcspError(reply, 'malformedRequest');
       return;
     }
     void reply.code(err.statusCode ?? 400).send({ error: { code: 'BAD_URL', message: 'malformed URL' } });
   };
 }
 
-function sendError(reply: FastifyReply, status: OcspErrorStatus): FastifyReply {
+function sendOcspError(reply: FastifyReply, status: OcspErrorStatus): FastifyReply {
   return reply.code(200).header('content-type', OCSP_CONTENT_TYPE).header('cache-control', 'no-cache').send(OCSP_ERROR_BODY[status]);
 }

@@ -92,7 +92,8 @@ export interface CertificateView {
   mustStaple: boolean;
   ocspUrl: string | null;
   state: EntryState;
-  status: CertStatus | null;
+  /** The OCSP certStatus of the held staple (RFC 6960 §4.2.1), times as ISO strings. */
+  status: { kind: 'good' } | { kind: 'revoked'; at: string; reason?: number } | { kind: 'unknown' } | null;
   thisUpdate: string | null;
   nextUpdate: string | null;
   producedAt: string | null;
@@ -100,6 +101,11 @@ export interface CertificateView {
   nextRefresh: string | null;
   failures: number;
   lastError: { code: ErrorCode; message: string; at: string } | null;
+}
+
+function statusView(st: CertStatus): NonNullable<CertificateView['status']> {
+  if (st.kind !== 'revoked') return { kind: st.kind };
+  return { kind: 'revoked', at: st.at.toISOString(), ...(st.reason !== undefined && { reason: st.reason }) };
 }
 
 export function viewOf(e: Entry, now: Date, marginSeconds: number, nextRefresh: Date | undefined): CertificateView {
@@ -117,7 +123,7 @@ export function viewOf(e: Entry, now: Date, marginSeconds: number, nextRefresh: 
     mustStaple: leaf.mustStaple,
     ocspUrl: e.record.url ?? null,
     state: stateOf(e, now, marginSeconds),
-    status: s ? s.status : null,
+    status: s ? statusView(s.status) : null,
     thisUpdate: iso(s?.thisUpdate),
     nextUpdate: iso(s?.nextUpdate),
     producedAt: iso(s?.producedAt),

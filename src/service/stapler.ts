@@ -24,6 +24,8 @@ export interface StaplerOptions {
   /** Send a nonce upstream (off by default, RFC 9919 §2.1). */
   nonce: boolean;
   rand?: Rand;
+  /** Told of every upstream fetch: responder URL, `ok` or the error code, seconds taken (metrics). */
+  onFetch?: (url: string, result: string, seconds: number) => void;
 }
 
 /**
@@ -281,8 +283,16 @@ export class Stapler {
   async #fetch(record: CertRecord, url: string, alg: HashName): Promise<{ staple: Staple; maxAge: number | undefined }> {
     const nonce = this.#o.nonce ? new Uint8Array(randomBytes(16)) : undefined;
     const request = buildOcspRequest([certIdOf(record.leaf, record.issuer, alg)], { nonce });
-    const res = await this.#o.client.fetch(url, request, this.#abort.signal);
-    return { staple: this.#verify(record, res.body, nonce), maxAge: res.maxAgeSeconds };
+    const started = performance.now();
+    try {
+      const res = await this.#o.client.fetch(url, request, this.#abort.signal);
+      const staple = this.#verify(record, res.body, nonce);
+      this.#o.onFetch?.(url, 'ok', (performance.now() - started) / 1000);
+      return { staple, maxAge: res.maxAgeSeconds };
+    } catch (err) {
+      this.#o.onFetch?.(url, errorCode(err, 'FETCH_CONNECT'), (performance.now() - started) / 1000);
+      throw err;
+    }
   }
 
   /** One scheduled fetch: request, verify, commit. Returns when to run next. */
