@@ -93,7 +93,17 @@ export async function main(cmd: Command, usage: string): Promise<void> {
 async function serve(configPath: string): Promise<void> {
   const cfg = loadConfigFile(configPath);
   const log = createLogger(cfg.logLevel);
+  // Until the daemon is up: a reload request has nothing to reload yet (and SIGHUP's default would kill
+  // us), and a stop request stops at once.
+  const early = (signal: string) => () => {
+    if (signal === 'SIGHUP') return log.info('SIGHUP during start-up ignored');
+    log.info({ signal }, 'stopping during start-up');
+    process.exit(0);
+  };
+  const earlyHandlers = (['SIGTERM', 'SIGINT', 'SIGHUP'] as const).map((s) => [s, early(s)] as const);
+  for (const [s, h] of earlyHandlers) process.on(s, h);
   const daemon = await startDaemon(cfg, { log, version: version() });
+  for (const [s, h] of earlyHandlers) process.off(s, h);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
