@@ -27,7 +27,8 @@ COPY config ./config
 COPY config/docker/staplerd.yaml /etc/staplerd/staplerd.yaml
 # Certificates are mounted at /etc/staplerd/certs (an empty directory when nothing is mounted: staplerd then
 # runs with zero certificates). Staples persist in the volume, writable by the unprivileged user.
-RUN mkdir -p /etc/staplerd/certs /var/lib/staplerd && chown node:node /var/lib/staplerd
+# /var/lib/staplerd-demo is only for docker-compose.yml's demo CA (a fresh named volume takes this owner).
+RUN mkdir -p /etc/staplerd/certs /var/lib/staplerd /var/lib/staplerd-demo && chown node:node /var/lib/staplerd /var/lib/staplerd-demo
 VOLUME /var/lib/staplerd
 
 # The `node` user (uid 1000) comes with the official image.

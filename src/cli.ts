@@ -17,6 +17,8 @@ Usage:
                                                 certificate is failing or revoked, 2 if unreachable)
   staplerd demo [--port 8080] [--dir DIR] [--once]
                                                 throwaway CA + OCSP responder + staplerd, for a first look
+  staplerd demo-ca [--dir DIR] [--host 127.0.0.1] [--port 8889] [--url http://ca:8889/]
+                                                the demo CA alone, as a service (docker-compose.yml)
   staplerd --help | --version
 `;
 
@@ -33,6 +35,7 @@ export function parseCommand(argv: string[]): Command {
       timeout: { type: 'string' },
       port: { type: 'string' },
       dir: { type: 'string' },
+      host: { type: 'string' },
       once: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
@@ -55,6 +58,14 @@ export function parseCommand(argv: string[]): Command {
     case 'config':
       if (rest[0] !== 'validate') throw new UsageError('did you mean `staplerd config validate -c FILE`?');
       return { kind: 'validate', config };
+    case 'demo-ca':
+      return {
+        kind: 'demo-ca',
+        dir: values.dir ?? 'demo-ca',
+        host: values.host ?? '127.0.0.1',
+        port: portArg(values.port ?? '8889'),
+        ocspUrl: values.url ?? `http://127.0.0.1:${values.port ?? '8889'}/`,
+      };
     case 'demo':
       return { kind: 'demo', port: portArg(values.port ?? '8080'), dir: values.dir, once: values.once === true };
     case undefined:

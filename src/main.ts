@@ -13,6 +13,7 @@ export type Command =
   | { kind: 'check'; chain: string; issuer: string | undefined; url: string | undefined; timeoutMs: number }
   | { kind: 'bootstrap'; config: string }
   | { kind: 'status'; url: string }
+  | { kind: 'demo-ca'; dir: string; host: string; port: number; ocspUrl: string }
   | { kind: 'validate'; config: string }
   | { kind: 'demo'; port: number; dir: string | undefined; once: boolean }
   | { kind: 'help' }
@@ -78,6 +79,10 @@ export async function main(cmd: Command, usage: string): Promise<void> {
       }
       case 'serve':
         return await serve(cmd.config);
+      case 'demo-ca': {
+        const { runDemoCa } = await import('./demo/ca-service.js');
+        return await runDemoCa({ dir: cmd.dir, host: cmd.host, port: cmd.port, ocspUrl: cmd.ocspUrl, say });
+      }
       case 'demo': {
         const { runDemo } = await import('./demo/run.js');
         return await runDemo({ port: cmd.port, dir: cmd.dir, say, once: cmd.once });
