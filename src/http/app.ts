@@ -1,4 +1,7 @@
+import { createServer } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { createFastPath } from './fast-path.js';
+import { RequestCache } from './request-cache.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Stapler } from '../service/stapler.js';
@@ -22,6 +25,11 @@ export interface AppDeps {
 /** The HTTP surface, not listening: main.ts listens, tests use inject() or listen on port 0. */
 export function buildApp(d: AppDeps): FastifyInstance {
   const { limits } = d.config;
+  const metrics = d.metrics;
+  const cache = new RequestCache(limits.requestCacheEntries);
+  const answer = d.learner ? (k: string) => d.learner!.answer(k) : (k: string) => d.stapler.answer(k);
+  const onOutcome = metrics ? (o: Parameters<typeof metrics.served>[0]) => metrics.served(o) : undefined;
+  const fast = createFastPath({ pathPrefix: d.config.ocsp.pathPrefix, maxUrlBytes: limits.maxUrlBytes, cache, answer, onOutcome });
   const app = Fastify({
     loggerInstance: d.log as FastifyBaseLogger,
     // Request logging is off: the OCSP routes are the hot path; state changes are logged by the Stapler.
@@ -29,21 +37,35 @@ export function buildApp(d: AppDeps): FastifyInstance {
     // The wildcard OCSP route carries the whole base64 request; nginx's can exceed find-my-way's default 100.
     routerOptions: { maxParamLength: limits.maxUrlBytes },
     bodyLimit: limits.requestBodyBytes,
-    connectionTimeout: limits.connectionTimeoutMs,
-    keepAliveTimeout: limits.keepAliveTimeoutMs,
-    requestTimeout: limits.connectionTimeoutMs,
     frameworkErrors: ocspFrameworkErrors(d.config.ocsp.pathPrefix),
     rewriteUrl: (req) => rewriteAbsoluteForm(req.url ?? '/', d.config.ocsp.pathPrefix),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    http: {
-      // Room for 16 KiB of headers beyond the longest URL we accept, so an overlong URL gets its 414.
-      maxHeaderSize: limits.maxUrlBytes + 16384,
-      // Node checks request and header deadlines only this often (30 s by default): a client dripping its
-      // headers a byte at a time would otherwise hold a connection for far longer than connectionTimeout.
-      headersTimeout: limits.connectionTimeoutMs,
-      connectionsCheckingInterval: Math.max(250, Math.min(1000, limits.connectionTimeoutMs / 2)),
+    // Our own server, so that staple hits skip Fastify entirely (fast-path.ts); Fastify leaves the
+    // timeouts to whoever builds the server, so they are all set here.
+    serverFactory: (handler) => {
+      const server = createServer(
+        {
+          // Room for 16 KiB of headers beyond the longest URL we accept, so an overlong URL gets its 414.
+          maxHeaderSize: limits.maxUrlBytes + 16384,
+          // Node checks request and header deadlines only this often (30 s by default): a client dripping
+          // its headers a byte at a time would otherwise hold a connection far longer than connectionTimeout.
+          headersTimeout: limits.connectionTimeoutMs,
+          requestTimeout: limits.connectionTimeoutMs,
+          connectionsCheckingInterval: Math.max(250, Math.min(1000, limits.connectionTimeoutMs / 2)),
+          keepAliveTimeout: limits.keepAliveTimeoutMs,
+        },
+        (req, res) => {
+          if (!fast(req, res)) handler(req, res);
+        },
+      );
+      server.setTimeout(limits.connectionTimeoutMs);
+      return server;
     },
+  });
+  app.addHook('preClose', (done) => {
+    fast.closing = true;
+    done();
   });
   // RFC 9110 §15.5.15: a URL longer than we accept is 414, before any routing or parsing.
   app.addHook('onRequest', (req, reply, done) => {
@@ -54,17 +76,16 @@ export function buildApp(d: AppDeps): FastifyInstance {
   app.get('/', { logLevel: 'warn' }, async (_req, reply) =>
     reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(renderStatusPage(d.stapler.list(), new Date(), { ready: d.stapler.readiness().ready, version: d.version ?? '' })),
   );
-  const metrics = d.metrics;
   if (metrics) {
     app.get('/metrics', { logLevel: 'warn' }, async (_req, reply) => reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()));
   }
   void app.register(ocspRoutes, {
     pathPrefix: d.config.ocsp.pathPrefix,
     requestBodyBytes: limits.requestBodyBytes,
-    requestCacheEntries: limits.requestCacheEntries,
-    answer: d.learner ? (k) => d.learner!.answer(k) : (k) => d.stapler.answer(k),
+    cache,
+    answer,
     learn: d.learner ? (ids) => d.learner!.learn(ids) : undefined,
-    onOutcome: metrics ? (o) => metrics.served(o) : undefined,
+    onOutcome,
   });
   return app;
 }

@@ -3,13 +3,14 @@ import type { CertId } from '../pki/certid.js';
 import type { Answer } from '../service/stapler.js';
 import type { ServeOutcome } from './metrics.js';
 import { OCSP_CONTENT_TYPE, OCSP_ERROR_BODY, type OcspErrorStatus } from './ocsp-wire.js';
-import { RequestCache, type RequestTarget } from './request-cache.js';
+import type { RequestCache, RequestTarget } from './request-cache.js';
 
 export interface OcspRoutesOptions {
   /** Path prefix, '/' or '/something' without a trailing slash. */
   pathPrefix: string;
   requestBodyBytes: number;
-  requestCacheEntries: number;
+  /** Shared with the fast path (fast-path.ts), so a request is parsed once whichever path answers it. */
+  cache: RequestCache;
   answer: (certIdKey: string) => Answer;
   /** Told the outcome of every OCSP request (metrics); must be cheap, it is on the hot path. */
   onOutcome?: ((o: ServeOutcome) => void) | undefined;
@@ -68,7 +69,7 @@ export function rewriteAbsoluteForm(url: string, pathPrefix: string): string {
  * Request logging stays off here: this is the hot path.
  */
 export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Promise<void> {
-  const cache = new RequestCache(o.requestCacheEntries);
+  const cache = o.cache;
   const outcome = o.onOutcome ?? (() => undefined);
   const sendError = (reply: FastifyReply, status: OcspErrorStatus): FastifyReply => {
     outcome(OUTCOME_OF[status]);

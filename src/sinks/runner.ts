@@ -20,16 +20,19 @@ interface Lane {
   /** Latest staple waiting per certificate: a newer staple replaces an older one not yet pushed. */
   pending: Map<string, [CertRecord, Staple]>;
   running: Promise<void> | undefined;
-  retryTimer: NodeJS.Timeout | undefined;
-  failures: number;
+  timer: NodeJS.Timeout | undefined;
+  /** Per certificate: consecutive failures, when it may be tried again, last error code logged. */
+  failures: Map<string, number>;
+  retryAt: Map<string, number>;
   lastCode: Map<string, string>;
   unwatch: (() => void) | undefined;
 }
 
 /**
- * Delivers staples to sinks: one lane per sink, pushes in order, retries with capped exponential backoff,
- * and coalesces: only the newest staple per certificate is ever waiting. A failing sink never blocks
- * another one or the fetching side.
+ * Delivers staples to sinks: one lane per sink, pushes in order, and coalesces: only the newest staple per
+ * certificate is ever waiting. A failed push is retried with capped exponential backoff for that
+ * certificate alone: one certificate HAProxy rejects does not hold back the others, and a failing sink
+ * never blocks another one or the fetching side.
  */
 export class SinkRunner {
   readonly #o: SinkRunnerOptions;
@@ -39,7 +42,16 @@ export class SinkRunner {
   constructor(o: SinkRunnerOptions) {
     if (!(o.retryInitialMs > 0) || o.retryMaxMs < o.retryInitialMs) throw new RangeError('SinkRunner: need 0 < retryInitialMs <= retryMaxMs');
     this.#o = o;
-    this.#lanes = o.sinks.map((sink) => ({ sink, pending: new Map(), running: undefined, retryTimer: undefined, failures: 0, lastCode: new Map(), unwatch: undefined }));
+    this.#lanes = o.sinks.map((sink) => ({
+      sink,
+      pending: new Map(),
+      running: undefined,
+      timer: undefined,
+      failures: new Map(),
+      retryAt: new Map(),
+      lastCode: new Map(),
+      unwatch: undefined,
+    }));
   }
 
   get size(): number {
@@ -54,6 +66,7 @@ export class SinkRunner {
     for (const lane of this.#lanes) {
       if (!lane.sink.accepts(record, staple)) continue;
       lane.pending.set(record.name, [record, staple]);
+      lane.retryAt.delete(record.name); // a new staple is worth trying at once
       this.#kick(lane);
     }
   }
@@ -63,12 +76,16 @@ export class SinkRunner {
     const all = this.#o.current();
     for (const lane of this.#lanes) {
       if (sinkName && lane.sink.name !== sinkName) continue;
-      for (const [r, s] of all) if (lane.sink.accepts(r, s)) lane.pending.set(r.name, [r, s]);
+      for (const [r, s] of all) {
+        if (!lane.sink.accepts(r, s)) continue;
+        lane.pending.set(r.name, [r, s]);
+        lane.retryAt.delete(r.name);
+      }
       this.#kick(lane);
     }
   }
 
-  /** Waits until every lane is idle with nothing pending (tests, and a flush at stop). */
+  /** Waits until no lane is pushing (tests, and a flush at stop). Items waiting for a retry stay queued. */
   async idle(): Promise<void> {
     while (this.#lanes.some((l) => l.running)) await Promise.all(this.#lanes.map((l) => l.running));
   }
@@ -77,49 +94,69 @@ export class SinkRunner {
     this.#stopped = true;
     for (const lane of this.#lanes) {
       lane.unwatch?.();
-      clearTimeout(lane.retryTimer);
+      clearTimeout(lane.timer);
     }
     await Promise.allSettled(this.#lanes.map((l) => l.running));
     await Promise.allSettled(this.#lanes.map((l) => l.sink.close?.()));
   }
 
   #kick(lane: Lane): void {
-    if (this.#stopped || lane.running || lane.retryTimer || lane.pending.size === 0) return;
+    if (this.#stopped || lane.running || lane.pending.size === 0) return;
+    clearTimeout(lane.timer);
+    lane.timer = undefined;
     lane.running = this.#drain(lane).finally(() => {
       lane.running = undefined;
-      if (!lane.retryTimer) this.#kick(lane);
+      this.#arm(lane);
     });
   }
 
+  /** One timer per lane, for the earliest retry among the certificates still waiting. */
+  #arm(lane: Lane): void {
+    if (this.#stopped || lane.pending.size === 0) return;
+    const now = Date.now();
+    let next = Infinity;
+    for (const name of lane.pending.keys()) next = Math.min(next, lane.retryAt.get(name) ?? now);
+    clearTimeout(lane.timer);
+    lane.timer = setTimeout(() => {
+      lane.timer = undefined;
+      this.#kick(lane);
+    }, Math.max(0, next - now));
+    lane.timer.unref();
+  }
+
   async #drain(lane: Lane): Promise<void> {
-    const log = this.#o.log;
     for (const [name, item] of lane.pending) {
       if (this.#stopped) return;
+      if ((lane.retryAt.get(name) ?? 0) > Date.now()) continue; // backing off: the others go first
       lane.pending.delete(name);
-      const [record, staple] = item;
       try {
-        await lane.sink.push(record, staple);
-        lane.failures = 0;
-        if (lane.lastCode.delete(name)) log.info({ sink: lane.sink.name, cert: name }, 'sink push recovered');
-        this.#o.onResult?.(lane.sink.name, 'ok');
+        await lane.sink.push(item[0], item[1]);
+        this.#succeeded(lane, name);
       } catch (err) {
-        const code = errorCode(err, 'SINK_WRITE');
-        this.#o.onResult?.(lane.sink.name, code);
-        if (!lane.pending.has(name)) lane.pending.set(name, item); // retry it, unless a newer staple came
-        lane.failures++;
-        const delay = Math.min(this.#o.retryMaxMs, this.#o.retryInitialMs * 2 ** Math.min(20, lane.failures - 1));
-        const fields = { sink: lane.sink.name, cert: name, code, err: (err as Error).message, retryInMs: delay };
-        // One line per certificate and error code; repeats go to debug.
-        if (lane.lastCode.get(name) !== code) log.warn(fields, 'sink push failed');
-        else log.debug(fields, 'sink push failed again');
-        lane.lastCode.set(name, code);
-        lane.retryTimer = setTimeout(() => {
-          lane.retryTimer = undefined;
-          this.#kick(lane);
-        }, delay);
-        lane.retryTimer.unref();
-        return;
+        this.#failed(lane, name, item, err);
       }
     }
+  }
+
+  #succeeded(lane: Lane, name: string): void {
+    lane.failures.delete(name);
+    lane.retryAt.delete(name);
+    if (lane.lastCode.delete(name)) this.#o.log.info({ sink: lane.sink.name, cert: name }, 'sink push recovered');
+    this.#o.onResult?.(lane.sink.name, 'ok');
+  }
+
+  #failed(lane: Lane, name: string, item: [CertRecord, Staple], err: unknown): void {
+    const code = errorCode(err, 'SINK_WRITE');
+    this.#o.onResult?.(lane.sink.name, code);
+    if (!lane.pending.has(name)) lane.pending.set(name, item); // retry it, unless a newer staple came
+    const n = (lane.failures.get(name) ?? 0) + 1;
+    lane.failures.set(name, n);
+    const delay = Math.min(this.#o.retryMaxMs, this.#o.retryInitialMs * 2 ** Math.min(20, n - 1));
+    if (lane.pending.get(name) === item) lane.retryAt.set(name, Date.now() + delay); // a newer staple goes at once
+    const fields = { sink: lane.sink.name, cert: name, code, err: (err as Error).message, retryInMs: delay };
+    // One line per certificate and error code; repeats go to debug.
+    if (lane.lastCode.get(name) !== code) this.#o.log.warn(fields, 'sink push failed');
+    else this.#o.log.debug(fields, 'sink push failed again');
+    lane.lastCode.set(name, code);
   }
 }

@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
 import { ocspFrameworkErrors, ocspRoutes } from '../../src/http/ocsp-routes.js';
+import { RequestCache } from '../../src/http/request-cache.js';
 import { certIdKey } from '../../src/pki/certid.js';
 import { buildOcspRequest } from '../../src/pki/request.js';
 import { verifyOcspResponse } from '../../src/pki/verify.js';
@@ -38,7 +39,7 @@ function isOcspError(body: Buffer, s: keyof typeof STATUS): boolean {
 async function appWith(pathPrefix: string): Promise<FastifyInstance> {
   const app = Fastify({ routerOptions: { maxParamLength: 8192 }, frameworkErrors: ocspFrameworkErrors(pathPrefix) });
   app.get('/healthz', async () => ({ status: 'ok' }));
-  await app.register(ocspRoutes, { pathPrefix, requestBodyBytes: 4096, requestCacheEntries: 100, answer });
+  await app.register(ocspRoutes, { pathPrefix, requestBodyBytes: 4096, cache: new RequestCache(100), answer });
   return app;
 }
 

@@ -1,0 +1,56 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Answer } from '../service/stapler.js';
+import type { ServeOutcome } from './metrics.js';
+import { OCSP_CONTENT_TYPE } from './ocsp-wire.js';
+import { getCandidates, requestTextFromUrl } from './ocsp-routes.js';
+import type { RequestCache } from './request-cache.js';
+
+export interface FastPathOptions {
+  pathPrefix: string;
+  maxUrlBytes: number;
+  cache: RequestCache;
+  answer: (certIdKey: string) => Answer;
+  onOutcome?: ((o: ServeOutcome) => void) | undefined;
+}
+
+/** A request handler that answers what it can and returns false for everything else. */
+export type FastPath = ((req: IncomingMessage, res: ServerResponse) => boolean) & { closing: boolean };
+
+/**
+ * The hot path, below Fastify: a GET under the OCSP prefix for a staple we hold is answered straight from
+ * node's request event (a cache lookup and one write), which is what nginx and HAProxy send all day.
+ * Anything else (errors, misses, conditional requests, POST, learning, absolute-form, a closing server)
+ * returns false and goes through the Fastify routes, which implement every case; both share the request
+ * cache and the Stapler, so they cannot disagree. The Fastify route alone is ~40% slower on a hit.
+ */
+export function createFastPath(o: FastPathOptions): FastPath {
+  const base = o.pathPrefix === '/' ? '/' : `${o.pathPrefix}/`;
+  const outcome = o.onOutcome;
+  const fast = ((req: IncomingMessage, res: ServerResponse): boolean => {
+    const url = req.url;
+    if (req.method !== 'GET' || fast.closing || url === undefined || url.length > o.maxUrlBytes || !url.startsWith(base)) return false;
+    const text = requestTextFromUrl(url, o.pathPrefix);
+    const target = o.cache.target(`g:${text}`, () => getCandidates(text));
+    if (target.kind !== 'certId') return false;
+    let a: Answer = { kind: 'unknown' };
+    for (const k of target.keys) {
+      a = o.answer(k);
+      if (a.kind !== 'unknown') break;
+    }
+    if (a.kind !== 'staple' || req.headers['if-none-match'] !== undefined) return false;
+    const s = a.staple;
+    res.writeHead(200, {
+      'content-type': OCSP_CONTENT_TYPE,
+      'content-length': s.body.length,
+      etag: s.etag,
+      'last-modified': s.lastModified,
+      expires: s.expires,
+      'cache-control': `max-age=${a.maxAgeSeconds}, public, no-transform, must-revalidate`,
+    });
+    res.end(s.body);
+    outcome?.('hit');
+    return true;
+  }) as FastPath;
+  fast.closing = false;
+  return fast;
+}
