@@ -1,6 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
+import { readFile } from 'node:fs/promises';
+import { StaplerError } from './errors.js';
+import { LocalCoordinator, type FetchCoordinator } from './fleet/coordinator.js';
+import { RedisCoordinator } from './fleet/redis-coordinator.js';
+import { resyncWithFleet } from './fleet/resync.js';
 import { HttpResponderClient } from './fetch/responder-client.js';
 import { buildApp } from './http/app.js';
 import { Metrics } from './http/metrics.js';
@@ -51,6 +56,30 @@ export async function bootstrapStapleFiles(cfg: Pick<Config, 'sinks'>, records: 
   return made;
 }
 
+/** Local by default; on Redis in fleet mode (connects in the background: start-up never waits for it). */
+async function makeCoordinator(cfg: Config, log: Logger, o: { onConnected: () => void }): Promise<FetchCoordinator> {
+  if (cfg.store.kind !== 'redis') return new LocalCoordinator();
+  const r = cfg.store.redis;
+  const read = async (p: string, what: string) => {
+    try {
+      return await readFile(p);
+    } catch (e) {
+      throw new StaplerError('CONFIG_FILE', `${cfg.source}: store.redis.${what}: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  const password = process.env.STAPLERD_REDIS_PASSWORD || (r.passwordFile ? (await read(r.passwordFile, 'passwordFile')).toString('utf8').trim() : undefined);
+  const coordinator = new RedisCoordinator({
+    config: r,
+    password,
+    tlsCa: r.tls?.ca ? await read(r.tls.ca, 'tls.ca') : undefined,
+    log,
+    minIntervalMs: cfg.refresh.minIntervalSeconds * 1000,
+    onConnected: o.onConnected,
+  });
+  coordinator.start();
+  return coordinator;
+}
+
 /** Wires config to components and starts listening. Persisted staples are served before any fetch. */
 export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon> {
   let current = cfg;
@@ -64,8 +93,13 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     perHostConcurrency: cfg.fetch.perHostConcurrency,
     userAgent: cfg.fetch.userAgent,
   });
-  const stapler = new Stapler({
+  let stapler!: Stapler;
+  const coordinator = await makeCoordinator(cfg, log, {
+    onConnected: () => void resyncShared(),
+  });
+  stapler = new Stapler({
     clock,
+    coordinator,
     client,
     store,
     log,
@@ -75,6 +109,9 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     onFetch: (url, result, seconds) => metrics.fetched(url, result, seconds),
   });
   const metrics = new Metrics(stapler, { marginSeconds: cfg.refresh.marginSeconds });
+  coordinator.onShared((fp) => void stapler.adoptShared(fp));
+  // When Redis comes (back): share what we fetched meanwhile, take what others did.
+  const resyncShared = () => (coordinator instanceof RedisCoordinator ? resyncWithFleet(coordinator, stapler, log) : Promise.resolve());
   const sinkList: StapleSink[] = [...cfg.sinks.files.map((c) => new FileSink(c, log)), ...cfg.sinks.haproxy.map((c) => new HaproxySink(c, log))];
   const sinks = new SinkRunner({
     sinks: sinkList,

@@ -111,6 +111,18 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
       idleTimeoutSeconds: seconds(doc.learning.idleTimeout),
       maxEntries: doc.learning.maxEntries,
     },
+    store: {
+      kind: doc.store.kind,
+      redis: {
+        url: doc.store.redis.url,
+        keyPrefix: doc.store.redis.keyPrefix,
+        ...(doc.store.redis.username !== undefined && { username: doc.store.redis.username }),
+        ...(doc.store.redis.passwordFile && { passwordFile: path(doc.store.redis.passwordFile) }),
+        ...(doc.store.redis.tls && { tls: { ...doc.store.redis.tls, ...(doc.store.redis.tls.ca && { ca: path(doc.store.redis.tls.ca) }) } }),
+        leaseMs: seconds(doc.store.redis.lease) * 1000,
+        commandTimeoutMs: seconds(doc.store.redis.commandTimeout) * 1000,
+      },
+    },
   };
   for (const [i, l] of cfg.learning.issuers.entries()) {
     if (!l.certificate === !l.directory) throw new StaplerError('CONFIG_INVALID', `${source}: learning.issuers[${i}]: set exactly one of certificate or directory`);

@@ -158,6 +158,32 @@ export const configSchema = {
         maxEntries: { ...posInt, default: 10000 },
       },
     },
+    store: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        kind: { enum: ['local', 'redis'], default: 'local' },
+        redis: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            url: { type: 'string', pattern: '^rediss?://', default: 'redis://127.0.0.1:6379/0' },
+            keyPrefix: { type: 'string', default: 'staplerd:' },
+            username: { type: 'string' },
+            passwordFile: { type: 'string', minLength: 1 },
+            tls: {
+              type: 'object',
+              additionalProperties: false,
+              properties: { ca: { type: 'string', minLength: 1 }, rejectUnauthorized: { type: 'boolean', default: true }, serverName: { type: 'string' } },
+            },
+            lease: { ...duration, default: '30s' },
+            commandTimeout: { ...duration, default: '2s' },
+          },
+        },
+      },
+    },
     limits: {
       type: 'object',
       additionalProperties: false,
@@ -269,6 +295,22 @@ export interface LearningConfig {
   maxEntries: number;
 }
 
+export interface RedisStoreConfig {
+  url: string;
+  keyPrefix: string;
+  username?: string;
+  /** Read at start; or put the password in the URL, or in STAPLERD_REDIS_PASSWORD. */
+  passwordFile?: string;
+  tls?: { ca?: string; rejectUnauthorized: boolean; serverName?: string };
+  leaseMs: number;
+  commandTimeoutMs: number;
+}
+
+export interface StoreConfig {
+  kind: 'local' | 'redis';
+  redis: RedisStoreConfig;
+}
+
 export interface Config {
   /** Absolute path of the file this came from (for messages), or '<inline>'. */
   source: string;
@@ -285,4 +327,5 @@ export interface Config {
   sinks: SinksConfig;
   hooks: HooksConfig;
   learning: LearningConfig;
+  store: StoreConfig;
 }

@@ -4,7 +4,7 @@ import type { CertificateView, EntryState } from '../service/staple.js';
 /** What the scrape reads: the Stapler's list and readiness. */
 export interface MetricsSource {
   list(): CertificateView[];
-  readiness(): { ready: boolean; mustStapleMissing: string[] };
+  readiness(): { ready: boolean; mustStapleMissing: string[]; store: { kind: string; connected: boolean } };
 }
 
 /** Outcomes of OCSP requests served (the `outcome` label). */
@@ -95,6 +95,7 @@ export class Metrics {
         const rd = stapler.readiness();
         ready.set(rd.ready ? 1 : 0);
         mustStapleMissing.set(rd.mustStapleMissing.length);
+        storeUp.set(rd.store.connected ? 1 : 0);
       },
     });
     const until = new Gauge({ name: 'staplerd_staple_seconds_until_next_update', help: 'Seconds until the staple nextUpdate, per certificate', labelNames: ['cert'] as const, registers: [r] });
@@ -102,6 +103,7 @@ export class Metrics {
     const servable = new Gauge({ name: 'staplerd_staple_seconds_servable', help: 'Seconds the staple stays servable (nextUpdate minus margin), per certificate', labelNames: ['cert'] as const, registers: [r] });
     const state = new Gauge({ name: 'staplerd_certificate_state', help: 'Certificate state (1 for the current state), per certificate', labelNames: ['cert', 'state', 'must_staple'] as const, registers: [r] });
     const ready = new Gauge({ name: 'staplerd_ready', help: '1 when /readyz is 200', registers: [r] });
+    const storeUp = new Gauge({ name: 'staplerd_shared_store_up', help: '1 when the shared store (fleet mode) is reachable, or when there is none', registers: [r] });
     const mustStapleMissing = new Gauge({ name: 'staplerd_must_staple_without_staple', help: 'Must-staple certificates without a servable staple', registers: [r] });
   }
 }

@@ -11,6 +11,7 @@ import { verifyOcspResponse, type SignerMemo } from '../pki/verify.js';
 import type { CertRecord } from '../sources/certificates.js';
 import type { StapleStore } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
+import { LocalCoordinator, type FetchCoordinator } from '../fleet/coordinator.js';
 import { servableStaple, stateOf, toStaple, viewOf, type CertificateView, type Entry, type EntryState, type Staple } from './staple.js';
 
 export interface StaplerOptions {
@@ -24,6 +25,8 @@ export interface StaplerOptions {
   /** Send a nonce upstream (off by default, RFC 9919 §2.1). */
   nonce: boolean;
   rand?: Rand;
+  /** How staples are obtained: fetched (default), or shared across a fleet (src/fleet). */
+  coordinator?: FetchCoordinator;
   /** Told of every upstream fetch: responder URL, `ok` or the error code, seconds taken (metrics). */
   onFetch?: (url: string, result: string, seconds: number) => void;
 }
@@ -60,10 +63,12 @@ export class Stapler {
   /** Aborted at stop: a hung upstream must not hold up a SIGTERM (containers get ~10 s). */
   readonly #abort = new AbortController();
   #started = false;
+  readonly #coordinator: FetchCoordinator;
 
   constructor(o: StaplerOptions) {
     this.#o = o;
     this.#rand = o.rand ?? Math.random;
+    this.#coordinator = o.coordinator ?? new LocalCoordinator();
     this.#scheduler = new Scheduler({
       clock: o.clock,
       concurrency: o.concurrency,
@@ -138,6 +143,7 @@ export class Stapler {
   async stop(): Promise<void> {
     this.#abort.abort();
     await this.#scheduler.stop();
+    await this.#coordinator.close();
     await Promise.allSettled([...this.#writes.values()]);
     this.#o.client.close();
   }
@@ -184,6 +190,29 @@ export class Stapler {
     return e && servableStaple(e, this.#o.clock.now(), this.#o.refresh.marginSeconds);
   }
 
+  /**
+   * Another node published a staple for this fingerprint (fleet mode): verify it here like a fetched one
+   * and commit it to every certificate with that fingerprint, which runs the sinks and reschedules.
+   */
+  async adoptShared(fingerprint: string): Promise<void> {
+    const targets = [...this.#entries.values()].filter((e) => e.record.leaf.fingerprint === fingerprint && e.record.url);
+    if (targets.length === 0) return;
+    const der = await this.#coordinator.shared(fingerprint).catch(() => undefined);
+    if (!der) return;
+    for (const e of targets) {
+      let staple: Staple;
+      try {
+        staple = this.#verify(e.record, der, undefined);
+      } catch (err) {
+        this.#o.log.warn({ cert: e.record.name, code: errorCode(err, 'OCSP_MALFORMED') }, 'shared staple failed verification: ignored');
+        continue;
+      }
+      if (e.staple && staple.thisUpdate.getTime() <= e.staple.thisUpdate.getTime()) continue;
+      const next = this.#commitSuccess(e, e.generation, staple, undefined);
+      if (next && !this.#scheduler.running(e.record.name)) this.#scheduler.schedule(e.record.name, next);
+    }
+  }
+
   /** Every certificate with a servable staple now (for a sink that must be given everything again). */
   current(): Array<[CertRecord, Staple]> {
     const now = this.#o.clock.now();
@@ -207,7 +236,7 @@ export class Stapler {
    * Ready when every certificate with a responder has a servable staple or has failed its first fetch,
    * and no must-staple certificate lacks a servable staple (clients hard-fail without one, RFC 7633 §4.2).
    */
-  readiness(): { ready: boolean; waiting: string[]; mustStapleMissing: string[] } {
+  readiness(): { ready: boolean; waiting: string[]; mustStapleMissing: string[]; store: { kind: 'local' | 'redis'; connected: boolean } } {
     const now = this.#o.clock.now();
     const waiting: string[] = [];
     const mustStapleMissing: string[] = [];
@@ -216,7 +245,7 @@ export class Stapler {
       if (st === 'pending') waiting.push(e.record.name);
       if (e.record.leaf.mustStaple && e.record.url && !['good', 'revoked', 'unknown', 'expired'].includes(st)) mustStapleMissing.push(e.record.name);
     }
-    return { ready: this.#started && waiting.length === 0 && mustStapleMissing.length === 0, waiting, mustStapleMissing };
+    return { ready: this.#started && waiting.length === 0 && mustStapleMissing.length === 0, waiting, mustStapleMissing, store: this.#coordinator.status() };
   }
 
   #view(e: Entry): CertificateView {
@@ -307,7 +336,13 @@ export class Stapler {
     }
     let got: { staple: Staple; maxAge: number | undefined };
     try {
-      got = await this.#fetch(record, url, 'sha1');
+      got = await this.#coordinator.obtain({
+        fingerprint: record.leaf.fingerprint,
+        name,
+        held: e.staple,
+        direct: () => this.#fetch(record, url, 'sha1'),
+        verify: (der) => this.#verify(record, der, undefined),
+      });
     } catch (err) {
       return this.#commitFailure(e, generation, err);
     }

@@ -1,0 +1,256 @@
+import { randomBytes } from 'node:crypto';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { StaplerError } from '../errors.js';
+import type { RedisStoreConfig } from '../config/schema.js';
+import type { Staple } from '../service/staple.js';
+import type { FetchCoordinator, Obtained, ObtainRequest } from './coordinator.js';
+
+/** What a node writes for a certificate: the DER (never trusted by readers) and when the CA was last asked. */
+interface SharedRecord {
+  der: string;
+  thisUpdate: number;
+  nextUpdate: number;
+  checkedAt: number;
+  node: string;
+}
+
+export interface RedisCoordinatorOptions {
+  config: RedisStoreConfig;
+  password?: string | undefined;
+  tlsCa?: Buffer | undefined;
+  log: Logger;
+  /** A node that asked the CA this recently and got nothing newer spares the others the same question. */
+  minIntervalMs: number;
+  /** Called when the connection comes (back): the caller resynchronises (see `sync`). */
+  onConnected?: () => void;
+  /** Told of every shared staple that failed verification (metrics). */
+  onRejected?: (fingerprint: string) => void;
+}
+
+/** Deletes the lease only if we still hold it: a lease that expired and was taken by another node stays. */
+const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+
+/**
+ * Fleet mode on Redis (or Valkey): one CA fetch per certificate per window across all nodes.
+ * - A staple another node fetched is used when it is newer than ours, after verifying it here.
+ * - Otherwise a lease (SET NX PX with a random token, released only by its holder through a compare-and-delete
+ *   script) picks one node to ask the CA; the others wait for its publication, or for the lease to lapse
+ *   if it died, and then try themselves.
+ * - New staples are announced on a channel; every node adopts them (verified) and runs its sinks.
+ * - Redis unreachable: every node fetches on its own, as without fleet mode; nothing is lost, and the
+ *   stores are resynchronised when Redis is back.
+ */
+export class RedisCoordinator implements FetchCoordinator {
+  readonly #o: RedisCoordinatorOptions;
+  readonly #cmd: Redis;
+  readonly #sub: Redis;
+  readonly #node = randomBytes(6).toString('hex');
+  readonly #listeners: Array<(fp: string) => void> = [];
+  readonly #waiters = new Map<string, Set<() => void>>();
+  #connected = false;
+  #closed = false;
+
+  constructor(o: RedisCoordinatorOptions) {
+    if (!(o.config.leaseMs > 0)) throw new RangeError('RedisCoordinator: lease must be > 0');
+    this.#o = o;
+    const c = o.config;
+    const opts: RedisOptions = {
+      lazyConnect: true,
+      // Fail fast while disconnected (the caller falls back to fetching itself) instead of queueing.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: c.commandTimeoutMs,
+      connectTimeout: Math.max(1000, c.commandTimeoutMs),
+      retryStrategy: (times) => Math.min(200 * times, 5000),
+      ...(c.username && { username: c.username }),
+      ...(o.password && { password: o.password }),
+      ...((c.tls || c.url.startsWith('rediss:')) && { tls: { rejectUnauthorized: c.tls?.rejectUnauthorized ?? true, ...(o.tlsCa && { ca: o.tlsCa }), ...(c.tls?.serverName && { servername: c.tls.serverName }) } }),
+    };
+    this.#cmd = new Redis(c.url, opts);
+    // The subscriber re-subscribes itself (below), so ioredis' own resubscription is off.
+    this.#sub = new Redis(c.url, { ...opts, commandTimeout: undefined, autoResubscribe: false });
+    this.#cmd.on('ready', () => this.#up());
+    this.#cmd.on('close', () => this.#down('connection closed'));
+    this.#cmd.on('error', (e: Error) => this.#down(e.message));
+    this.#sub.on('error', () => undefined); // reported through #cmd; the subscriber reconnects on its own
+    this.#sub.on('message', (_ch: string, msg: string) => this.#message(msg));
+  }
+
+  /** Connects in the background: start-up never waits for Redis. */
+  start(): void {
+    void this.#cmd.connect().catch(() => undefined);
+    // (Re)subscribe on every connect, then resynchronise: publications made while the subscriber was
+    // away are not replayed by Redis.
+    this.#sub.on('ready', () => {
+      void this.#sub.subscribe(this.#channel).then(
+        () => this.#connected && this.#o.onConnected?.(),
+        () => undefined,
+      );
+    });
+    void this.#sub.connect().catch(() => undefined);
+  }
+
+  status(): { kind: 'redis'; connected: boolean } {
+    return { kind: 'redis', connected: this.#connected };
+  }
+
+  onShared(listener: (fingerprint: string) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  async shared(fp: string): Promise<Uint8Array | undefined> {
+    const rec = await this.#read(fp);
+    return rec && new Uint8Array(Buffer.from(rec.der, 'base64'));
+  }
+
+  async obtain(r: ObtainRequest): Promise<Obtained> {
+    if (!this.#connected) return { ...(await r.direct()), source: 'fetched' };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const plan = await this.#plan(r).catch((e: Error) => {
+        this.#o.log.debug({ cert: r.name, err: e.message }, 'shared store unavailable for this fetch; fetching directly');
+        return { kind: 'direct' as const };
+      });
+      if (plan.kind === 'use') return plan.obtained;
+      if (plan.kind === 'direct') return { ...(await r.direct()), source: 'fetched' };
+      if (plan.kind === 'lease') {
+        try {
+          const got = await r.direct();
+          await this.#publish(r.fingerprint, got.staple).catch((e: Error) => this.#o.log.warn({ cert: r.name, err: e.message }, 'could not share a fetched staple'));
+          return { ...got, source: 'fetched' };
+        } finally {
+          await this.#cmd.eval(RELEASE, 1, this.#key('lease', r.fingerprint), plan.token).catch(() => undefined);
+        }
+      }
+      // Another node holds the lease: wait for what it publishes, or for the lease to go.
+      const waited = await this.#awaitOther(r).catch(() => undefined);
+      if (waited) return waited;
+    }
+    return { ...(await r.direct()), source: 'fetched' };
+  }
+
+  /** Publishes every staple that is newer than the shared one (after Redis came back). */
+  async sync(staples: Array<{ fingerprint: string; staple: Staple }>): Promise<number> {
+    let pushed = 0;
+    for (const s of staples) if (await this.#publish(s.fingerprint, s.staple, false)) pushed++;
+    return pushed;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const set of this.#waiters.values()) for (const w of set) w();
+    this.#cmd.disconnect();
+    this.#sub.disconnect();
+  }
+
+  get #channel(): string {
+    return `${this.#o.config.keyPrefix}staples`;
+  }
+
+  #key(kind: 'staple' | 'lease', fp: string): string {
+    return `${this.#o.config.keyPrefix}${kind}:${fp}`;
+  }
+
+  /** Use a shared staple, take the lease, or wait for the node that has it. */
+  async #plan(r: ObtainRequest): Promise<{ kind: 'use'; obtained: Obtained } | { kind: 'lease'; token: string } | { kind: 'wait' } | { kind: 'direct' }> {
+    const usable = await this.#usableShared(r);
+    if (usable) return { kind: 'use', obtained: usable };
+    const token = randomBytes(12).toString('hex');
+    const ok = await this.#cmd.set(this.#key('lease', r.fingerprint), token, 'PX', this.#o.config.leaseMs, 'NX');
+    return ok === 'OK' ? { kind: 'lease', token } : { kind: 'wait' };
+  }
+
+  async #usableShared(r: ObtainRequest): Promise<Obtained | undefined> {
+    const rec = await this.#read(r.fingerprint);
+    if (!rec) return undefined;
+    let staple: Staple;
+    try {
+      staple = r.verify(new Uint8Array(Buffer.from(rec.der, 'base64')));
+    } catch (e) {
+      this.#o.log.warn({ cert: r.name, code: e instanceof StaplerError ? e.code : 'OCSP_MALFORMED' }, 'shared staple failed verification: ignored');
+      this.#o.onRejected?.(r.fingerprint);
+      return undefined;
+    }
+    const held = r.held?.thisUpdate.getTime() ?? -Infinity;
+    if (staple.thisUpdate.getTime() > held) return { staple, maxAge: undefined, source: 'shared' };
+    // Same response as ours, and another node asked the CA just now: asking again would get the same.
+    if (staple.thisUpdate.getTime() === held && Date.now() - rec.checkedAt < this.#o.minIntervalMs) return { staple: r.held ?? staple, maxAge: undefined, source: 'shared' };
+    return undefined;
+  }
+
+  async #awaitOther(r: ObtainRequest): Promise<Obtained | undefined> {
+    const deadline = Date.now() + this.#o.config.leaseMs + 1000;
+    while (!this.#closed && Date.now() < deadline) {
+      await this.#wake(r.fingerprint, 500);
+      const usable = await this.#usableShared(r);
+      if (usable) return usable;
+      if ((await this.#cmd.exists(this.#key('lease', r.fingerprint))) === 0) return undefined; // holder gave up or died
+    }
+    return undefined;
+  }
+
+  #wake(fp: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const set = this.#waiters.get(fp) ?? new Set();
+      this.#waiters.set(fp, set);
+      const done = () => {
+        clearTimeout(t);
+        set.delete(done);
+        if (set.size === 0) this.#waiters.delete(fp);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      set.add(done);
+    });
+  }
+
+  async #read(fp: string): Promise<SharedRecord | undefined> {
+    const raw = await this.#cmd.get(this.#key('staple', fp));
+    if (!raw) return undefined;
+    try {
+      const rec = JSON.parse(raw) as SharedRecord;
+      return typeof rec.der === 'string' ? rec : undefined;
+    } catch {
+      return undefined; // garbage in Redis is ignored like a staple that fails verification
+    }
+  }
+
+  /** Writes our staple unless the shared one is newer; the TTL ends at nextUpdate. Returns whether it wrote. */
+  async #publish(fp: string, s: Staple, checked = true): Promise<boolean> {
+    const existing = await this.#read(fp);
+    if (existing && existing.thisUpdate > s.thisUpdate.getTime()) return false;
+    if (!checked && existing && existing.thisUpdate === s.thisUpdate.getTime()) return false;
+    const ttl = s.nextUpdate.getTime() - Date.now();
+    if (ttl <= 1000) return false;
+    const rec: SharedRecord = { der: s.body.toString('base64'), thisUpdate: s.thisUpdate.getTime(), nextUpdate: s.nextUpdate.getTime(), checkedAt: checked ? Date.now() : existing?.checkedAt ?? 0, node: this.#node };
+    await this.#cmd.set(this.#key('staple', fp), JSON.stringify(rec), 'PX', ttl);
+    await this.#cmd.publish(this.#channel, `${this.#node} ${fp}`);
+    return true;
+  }
+
+  #message(msg: string): void {
+    const [node, fp] = msg.split(' ');
+    if (!fp) return;
+    for (const w of [...(this.#waiters.get(fp) ?? [])]) w();
+    if (node === this.#node) return;
+    for (const l of this.#listeners) l(fp);
+  }
+
+  #up(): void {
+    if (this.#connected) return;
+    this.#connected = true;
+    this.#o.log.info({ url: redact(this.#o.config.url) }, 'shared store (Redis) connected');
+    this.#o.onConnected?.();
+  }
+
+  #down(why: string): void {
+    if (!this.#connected || this.#closed) return;
+    this.#connected = false;
+    this.#o.log.warn({ url: redact(this.#o.config.url), err: why }, 'shared store (Redis) unreachable: fetching locally until it is back');
+  }
+}
+
+/** The URL without its password, for logs. */
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}

@@ -1,0 +1,159 @@
+/**
+ * Real nginx (the Debian package) staples a file staplerd writes: `ssl_stapling_file` fed by the file sink,
+ * with `nginx -s reload` as the sink's reload command. nginx refuses to start when that file is missing
+ * or empty (d2i_OCSP_RESPONSE_bio failed), so staplerd starts first and nginx once the file exists.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { opensslTime } from '../../src/check.js';
+import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '../../src/demo/ca.js';
+import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
+import type { CertificateView } from '../../src/service/staple.js';
+import {
+  Child, freePort, run, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
+} from '../helpers/processes.js';
+
+const bins = suiteBinaries(['nginx', 'openssl'], 'the nginx ssl_stapling_file end-to-end test');
+const TOKEN = 'nginx-file-test-token';
+
+function nginxConf(dir: string, o: { port: number; chain: string; key: string; stapleFile: string }): string {
+  const tmp = (name: string) => join(dir, name);
+  return `# written by test/e2e/nginx-file.test.ts
+pid ${tmp('nginx.pid')};
+error_log ${tmp('error.log')} info;
+worker_processes 1;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${tmp('client_body')};
+  proxy_temp_path ${tmp('proxy')};
+  fastcgi_temp_path ${tmp('fastcgi')};
+  uwsgi_temp_path ${tmp('uwsgi')};
+  scgi_temp_path ${tmp('scgi')};
+  server {
+    listen 127.0.0.1:${o.port} ssl;
+    server_name good.demo.test;
+    ssl_certificate ${o.chain};
+    ssl_certificate_key ${o.key};
+    ssl_stapling on;
+    ssl_stapling_file ${o.stapleFile};
+    location / { return 200 "ok\\n"; }
+  }
+}
+`;
+}
+
+describe('nginx staples the file staplerd writes, and reloads when it changes', { skip: bins.skip, timeout: 60_000 }, () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  let responder: DemoResponder | undefined;
+  let daemon: Staplerd | undefined;
+  let nginx: Child | undefined;
+  let files: DemoPkiFiles;
+  let port: number;
+  let conf: string;
+  let stapleFile: string;
+  let firstThisUpdate = '';
+
+  before(async () => {
+    const nginxBin = bins.path('nginx');
+    bins.path('openssl');
+    tmp = await tempDir('nginx-file');
+    const upstreamPort = await freePort();
+    const now = new Date();
+    const pki = createDemoPki({ now, ocspUrl: `http://127.0.0.1:${upstreamPort}/` });
+    files = await writeDemoPki(pki, join(tmp.dir, 'pki'), now);
+    responder = await startResponder({ issuer: pki.issuer, signer: pki.ocspSigner, statuses: demoStatuses(pki, now), port: upstreamPort });
+
+    port = await freePort();
+    conf = join(tmp.dir, 'nginx.conf');
+    stapleFile = join(tmp.dir, 'staples', 'good.der');
+    await writeFile(conf, nginxConf(tmp.dir, { port, chain: files.leaves.good.chain, key: files.leaves.good.key, stapleFile }));
+
+    const config = await writeStaplerdConfig(tmp.dir, {
+      listen: { host: '127.0.0.1', port: 0 },
+      dataDir: join(tmp.dir, 'var'),
+      adminToken: TOKEN,
+      certificates: [{ name: 'good', chain: files.leaves.good.chain }],
+      sinks: {
+        files: [{ path: join(tmp.dir, 'staples', '{name}.der'), reload: { command: [nginxBin, '-p', tmp.dir, '-c', conf, '-s', 'reload'], debounce: '200ms' } }],
+      },
+    });
+    daemon = await startStaplerd(config);
+    await daemon.waitReady(15_000);
+    await waitFor('the file sink to write good.der', 10_000, async () => ((await stat(stapleFile).catch(() => undefined))?.size ? true : undefined));
+    // The first reload ran before nginx did (no pid file yet): logged as failed, harmless. Let it finish.
+    await waitFor('the first reload attempt', 5000, () => daemon!.logs().find((l) => /^reload command/.test(l.msg)));
+
+    const check = await run(nginxBin, ['-t', '-p', tmp.dir, '-c', conf]);
+    assert.equal(check.code, 0, `nginx -t rejected the config:\n${check.stderr}`);
+    // With its master process (for -s reload), in the foreground so it stays our child.
+    nginx = new Child('nginx', nginxBin, ['-p', tmp.dir, '-c', conf, '-g', 'daemon off;']);
+    await waitFor('nginx to accept TLS connections', 10_000, async () => {
+      if (!nginx!.running) throw new Error(`nginx exited\n${nginx!.output()}\n${await errorLog()}`);
+      return (await sClient()).includes('Verify return code: 0 (ok)') ? true : undefined;
+    }, 100);
+  });
+
+  after(async () => {
+    await nginx?.stop('SIGQUIT').catch(() => nginx?.stop('SIGKILL'));
+    await daemon?.stop('SIGTERM').catch(() => daemon?.stop('SIGKILL'));
+    await responder?.close();
+    await tmp?.cleanup();
+  });
+
+  const errorLog = () => readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '(no error.log)');
+
+  async function sClient(): Promise<string> {
+    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 10_000 });
+    return `${r.stdout}\n${r.stderr}`;
+  }
+
+  async function waitForStaple(thisUpdate: string): Promise<string> {
+    const want = `This Update: ${opensslTime(new Date(thisUpdate))}`;
+    let last = '';
+    try {
+      return await waitFor(`s_client to show ${want}`, 10_000, async () => {
+        last = await sClient();
+        return last.includes(want) ? last : undefined;
+      }, 200);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n--- last s_client ---\n${last}\n--- nginx error.log ---\n${await errorLog()}\n${daemon?.output() ?? ''}`);
+    }
+  }
+
+  const reloads = (what: RegExp) => daemon!.logs().filter((l) => what.test(l.msg));
+
+  test('the first handshake already carries the staple from the file', async () => {
+    const held = await daemon!.json<CertificateView>('/v1/certificates/good');
+    assert.ok(held.thisUpdate, 'staplerd holds a staple');
+    const out = await sClient(); // no lazy fetch with ssl_stapling_file: the first handshake has it
+    assert.match(out, /OCSP Response Status: successful/, out);
+    assert.match(out, /Cert Status: good/);
+    assert.match(out, new RegExp(`This Update: ${opensslTime(new Date(held.thisUpdate))}`));
+    const served = Buffer.from(await (await daemon!.get('/v1/certificates/good/ocsp')).arrayBuffer());
+    assert.ok((await readFile(stapleFile)).equals(served), 'the file holds the DER staplerd serves');
+    firstThisUpdate = held.thisUpdate;
+  });
+
+  test('a new thisUpdate is written, nginx -s reload runs once, and s_client shows the new staple', async () => {
+    assert.ok(firstThisUpdate, 'the previous test saw the first staple');
+    const pid = (await readFile(join(tmp.dir, 'nginx.pid'), 'utf8')).trim();
+    const ranBefore = reloads(/^reload command ran$/).length;
+    await sleep(1100); // thisUpdate has one-second resolution
+    const r = await daemon!.get('/v1/certificates/good/refresh', { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    const text = await r.text();
+    assert.equal(r.status, 200, text);
+    const fresh = JSON.parse(text) as CertificateView;
+    assert.ok(fresh.thisUpdate && Date.parse(fresh.thisUpdate) > Date.parse(firstThisUpdate), `new thisUpdate: ${fresh.thisUpdate}`);
+    await waitFor('"reload command ran"', 10_000, () => (reloads(/^reload command ran$/).length > ranBefore ? true : undefined));
+    const out = await waitForStaple(fresh.thisUpdate);
+    assert.match(out, /Cert Status: good/);
+    await sleep(400); // longer than the debounce: a second run would have shown by now
+    assert.equal(reloads(/^reload command ran$/).length, ranBefore + 1, 'one refresh, one reload');
+    assert.equal((await readFile(join(tmp.dir, 'nginx.pid'), 'utf8')).trim(), pid, 'the same nginx master: reloaded, not restarted');
+    assert.ok(nginx!.running);
+    assert.doesNotMatch(await errorLog(), /\[(emerg|alert|crit)\]/, await errorLog());
+  });
+});
