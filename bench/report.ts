@@ -1,0 +1,125 @@
+/**
+ * The targets from issue 5, judged on this run's figures, and the printed table. Every decisive figure is
+ * a ratio against a reference measured in the same run, except the absolute bounds the issue states
+ * (p99, start-up time, RSS, idle CPU).
+ */
+import type { PrefetchResult, StartupResult } from './prefetch.js';
+import type { ScaleResult } from './scale.js';
+import type { ServeResults } from './serve.js';
+
+export interface Target {
+  name: string;
+  figure: string;
+  pass: boolean;
+}
+
+export interface Results {
+  serve?: ServeResults;
+  prefetch?: PrefetchResult;
+  startup?: StartupResult;
+  scale?: ScaleResult;
+}
+
+const f = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+
+export function judge(r: Results): Target[] {
+  const t: Target[] = [];
+  const row = (name: string) => r.serve?.rows.find((x) => x.name === name);
+  const kaGet = row('GET hit, keep-alive');
+  if (kaGet) {
+    t.push({ name: 'keep-alive GET hits >= 0.9 x bare rps', figure: `${f(kaGet.ratio, 3)} (${f(kaGet.staplerd.rps)} / ${f(kaGet.bare.rps)})`, pass: kaGet.ratio >= 0.9 });
+    t.push({ name: 'keep-alive GET hits p99 < 5 ms', figure: `${f(kaGet.staplerd.p99, 2)} ms`, pass: kaGet.staplerd.p99 < 5 });
+  }
+  const closeGet = row('GET hit, close (HTTP/1.0)');
+  if (closeGet) {
+    t.push({ name: 'close GET hits >= 0.9 x bare close rps', figure: `${f(closeGet.ratio, 3)} (${f(closeGet.staplerd.rps)} / ${f(closeGet.bare.rps)})`, pass: closeGet.ratio >= 0.9 });
+  }
+  const m = r.serve?.mixed;
+  if (m) {
+    const fails = m.bad + m.probeFailures.length;
+    t.push({ name: 'mixed: only 200 OCSP answers as intended', figure: `${m.bad} bad under load, ${m.probeFailures.length} wrong in probe`, pass: fails === 0 });
+    t.push({ name: 'mixed >= 0.8 x hits rps', figure: `${f(m.ratio, 3)} (${f(m.mixed.rps)} / ${f(m.hitsOnly.rps)})`, pass: m.ratio >= 0.8 });
+  }
+  const p = r.prefetch;
+  if (p) {
+    t.push({ name: `prefetch of ${p.certificates} <= 1.2 x upstream-only`, figure: `${f(p.ratio, 2)} (${f(p.staplerdMs)} / ${f(p.upstreamOnlyMs)} ms)`, pass: p.ratio <= 1.2 && (p.states['good'] ?? 0) === p.certificates });
+  }
+  const s = r.startup;
+  if (s) {
+    const allGood = s.runs.every((x) => x.good === s.certificates);
+    t.push({ name: `start-up over ${s.certificates}: ready < 3 s`, figure: `${f(s.readyMs)} ms${allGood ? '' : ' (NOT all good)'}`, pass: s.readyMs < 3000 && allGood });
+    t.push({ name: `start-up over ${s.certificates}: RSS < 150 MB`, figure: `${f(s.rssMB, 1)} MB`, pass: s.rssMB < 150 });
+  }
+  const sc = r.scale;
+  if (sc) {
+    const rss = Math.max(sc.rssReadyMB, sc.rssIdleMB);
+    t.push({ name: `${sc.certificates} certificates: RSS < 600 MB`, figure: `${f(rss, 1)} MB (peak ${f(sc.peakMB, 1)})`, pass: rss < 600 });
+    t.push({ name: `${sc.certificates} certificates: idle CPU < 1% of a core`, figure: `${f(sc.idleCpuPct, 3)} % (${f(sc.idleCpuSecPerMin, 3)} s/min)`, pass: sc.idleCpuPct < 1 });
+  }
+  return t;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()).join('\n');
+}
+
+function serveTable(s: ServeResults): string {
+  const head = ['serve (1 cert hit, ' + s.certificates + ' cached)', 'bare rps', 'p50', 'p99', 'cpu%', 'gen%', 'staplerd rps', 'p50', 'p99', 'cpu%', 'gen%', 'ratio'];
+  const rows = s.rows.map((r) => [
+    r.name, f(r.bare.rps), f(r.bare.p50, 2), f(r.bare.p99, 2), f(r.bare.serverCpuPct), f(r.bare.generatorCpuPct),
+    f(r.staplerd.rps), f(r.staplerd.p50, 2), f(r.staplerd.p99, 2), f(r.staplerd.serverCpuPct), f(r.staplerd.generatorCpuPct), f(r.ratio, 2),
+  ]);
+  const m = s.mixed;
+  const mixedRows = [
+    ['mixed, staplerd, keep-alive (raw generator)', 'rps', 'p50', 'p99', 'cpu%', 'gen%', 'non-200', 'errors', 'ratio'],
+    ['hits over 1,000 certs', f(m.hitsOnly.rps), f(m.hitsOnly.p50, 2), f(m.hitsOnly.p99, 2), f(m.hitsOnly.serverCpuPct), f(m.hitsOnly.generatorCpuPct), '', '', ''],
+    ['90/5/5 hit/unknown/malformed', f(m.mixed.rps), f(m.mixed.p50, 2), f(m.mixed.p99, 2), f(m.mixed.serverCpuPct), f(m.mixed.generatorCpuPct), String(m.bad - m.mixed.errors), String(m.mixed.errors), f(m.ratio, 2)],
+  ];
+  const probe = m.probeFailures.length ? `\n  probe failures:\n    ${m.probeFailures.join('\n    ')}` : '';
+  return `${table([head, ...rows])}\n  (latencies in ms, autocannon rows at its 1 ms resolution; cpu% = server, gen% = load generator CPU over the measured window, % of one core)\n\n${table(mixedRows)}${probe}`;
+}
+
+export function render(r: Results, targets: Target[], header: string): string {
+  const out: string[] = [header, ''];
+  if (r.serve) out.push(serveTable(r.serve), '');
+  const p = r.prefetch;
+  if (p) {
+    out.push(
+      table([
+        [`prefetch of ${p.certificates} (concurrency ${p.concurrency})`, 'value'],
+        ['upstream only: plain client, ms', f(p.upstreamOnlyMs)],
+        ['staplerd: first upstream request -> /readyz 200, ms', f(p.staplerdMs)],
+        ['ratio', f(p.ratio, 2)],
+        ['staplerd: spawn -> /readyz 200, ms', f(p.spawnToReadyMs)],
+        ['daemon CPU per certificate (spawn..ready), ms', f(p.daemonCpuPerCertMs, 3)],
+        ['verifyOcspResponse in-process, µs each', f(p.verifyMicros, 1)],
+        ['responder signing in-process, µs each', f(p.signMicros, 1)],
+        ['states', JSON.stringify(p.states)],
+        ['setup: mint / write bundles, ms', `${f(p.setup.mintMs)} / ${f(p.setup.writeMs)}`],
+      ]),
+      '',
+    );
+  }
+  const s = r.startup;
+  if (s) {
+    const runs = s.runs.map((x) => `${f(x.readyMs)} ms / ${f(x.rssMB, 1)} MB / ${f(x.cpuSec, 2)} s CPU`).join('; ');
+    out.push(table([[`start-up over ${s.certificates} persisted (upstream down)`, 'value'], ['ready (median), ms', f(s.readyMs)], ['RSS at ready, MB', f(s.rssMB, 1)], ['runs', runs]]), '');
+  }
+  const sc = r.scale;
+  if (sc) {
+    out.push(
+      table([
+        [`scale: ${sc.certificates} certificates`, 'value'],
+        ['setup: mint / write bundles, ms', `${f(sc.setup.mintMs)} / ${f(sc.setup.writeMs)}`],
+        ['spawn -> /readyz 200 (load + fetch all), ms', f(sc.spawnToReadyMs)],
+        ['states', JSON.stringify(sc.states)],
+        ['RSS at ready / after idle / peak, MB', `${f(sc.rssReadyMB, 1)} / ${f(sc.rssIdleMB, 1)} / ${f(sc.peakMB, 1)}`],
+        [`idle CPU over ${f(sc.idleWindowSec, 1)} s: s/min, % of a core`, `${f(sc.idleCpuSecPerMin, 3)} s/min, ${f(sc.idleCpuPct, 3)} %`],
+      ]),
+      '',
+    );
+  }
+  out.push(table([['target', 'figure', 'result'], ...targets.map((t) => [t.name, t.figure, t.pass ? 'PASS' : 'MISS'])]));
+  return out.join('\n');
+}

@@ -1,0 +1,61 @@
+/**
+ * Case 5: many tracked certificates with staples (fetched from the project's responder): RSS, and the CPU
+ * the daemon burns while nothing is due (no per-certificate timers spinning).
+ */
+import { spawnDaemon, statesOf, waitPersisted, waitReady } from './daemon.js';
+import { createFixture } from './fixture.js';
+import { cpuSeconds, epochMs, memoryMB, sleep } from './proc.js';
+
+export interface ScaleResult {
+  certificates: number;
+  setup: { mintMs: number; writeMs: number };
+  /** Spawn to /readyz 200: loading N files and fetching N staples, ms. */
+  spawnToReadyMs: number;
+  states: Record<string, number>;
+  /** RSS when ready, after the idle window, and the peak (VmHWM), MB. */
+  rssReadyMB: number;
+  rssIdleMB: number;
+  peakMB: number;
+  idleWindowSec: number;
+  /** CPU seconds per minute while idle, and as % of one core. */
+  idleCpuSecPerMin: number;
+  idleCpuPct: number;
+}
+
+export async function scaleCase(o: { certs: number; idleSec: number; concurrency: number; logLevel: string; nodeArgs?: string[] }): Promise<ScaleResult> {
+  const fx = await createFixture({ label: 'scale', count: o.certs, concurrency: o.concurrency, logLevel: o.logLevel });
+  try {
+    const daemon = await spawnDaemon(fx.configPath, o.nodeArgs ?? [], 1_800_000);
+    try {
+      const ready = await waitReady(daemon, 250, 1_800_000);
+      const states = await statesOf(daemon);
+      await waitPersisted(fx.dataDir, o.certs, 600_000);
+      // Nothing is due for ~25 minutes now; the responder is not needed and would only add noise.
+      await fx.upstream.stop();
+      await sleep(2000);
+      const pid = daemon.child.pid;
+      const c0 = cpuSeconds(pid);
+      const t0 = epochMs();
+      await sleep(o.idleSec * 1000);
+      const seconds = (epochMs() - t0) / 1000;
+      const cpu = cpuSeconds(pid) - c0;
+      const mem = memoryMB(pid);
+      return {
+        certificates: o.certs,
+        setup: { mintMs: fx.mintMs, writeMs: fx.writeMs },
+        spawnToReadyMs: ready.at - daemon.spawnedAt,
+        states,
+        rssReadyMB: ready.rssMB,
+        rssIdleMB: mem.rss,
+        peakMB: mem.peak,
+        idleWindowSec: seconds,
+        idleCpuSecPerMin: (cpu / seconds) * 60,
+        idleCpuPct: (cpu / seconds) * 100,
+      };
+    } finally {
+      await daemon.child.stop();
+    }
+  } finally {
+    await fx.cleanup();
+  }
+}
