@@ -1,13 +1,13 @@
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { StaplerError } from '../errors.js';
-import { hash, own, toArrayBuffer, toHex } from './bytes.js';
+import { bytesEqual, hash, toHex } from './bytes.js';
+import { bitString, children, content, ctx, expect, oid, readRoot, readTlv, time, TAG, whole, type Tlv } from './der.js';
 import { OID } from './oids.js';
+import { algorithm, verifySignature } from './signature.js';
 
 /**
- * What staplerd needs of a certificate, extracted once. No pkijs or native objects are kept, so
- * 100,000 of these stay small; the public key is created on demand by `publicKeyOf`.
+ * What staplerd needs of a certificate, extracted once with a plain DER walk (RFC 5280 §4.1). No parser
+ * objects are kept, so 100,000 of these stay small; the public key is created on demand by `publicKeyOf`.
  */
 export interface CertInfo {
   readonly der: Uint8Array;
@@ -34,72 +34,133 @@ export interface CertInfo {
   readonly ocspNoCheck: boolean;
 }
 
-export function parseCertificate(der: Uint8Array, source = 'certificate'): CertInfo {
-  let cert: pkijs.Certificate;
-  try {
-    cert = pkijs.Certificate.fromBER(toArrayBuffer(der));
-  } catch (cause) {
-    throw new StaplerError('CERT_PARSE', source, { cause });
-  }
-  const exts = cert.extensions ?? [];
-  const find = (oid: string) => exts.find((e) => e.extnID === oid);
-  const spki = cert.subjectPublicKeyInfo;
-  const x509 = new X509Certificate(der);
-  return {
-    der: own(der),
-    fingerprint: toHex(hash('sha256', der)),
-    serialNumber: own(cert.serialNumber.valueBlock.valueHexView),
-    serialHex: toHex(cert.serialNumber.valueBlock.valueHexView),
-    subject: x509.subject.split('\n').join(', '),
-    issuerNameDer: own(cert.issuer.valueBeforeDecode),
-    subjectNameDer: own(cert.subject.valueBeforeDecode),
-    spkiDer: new Uint8Array(spki.toSchema().toBER()),
-    publicKeyBits: own(spki.subjectPublicKey.valueBlock.valueHexView),
-    notBefore: cert.notBefore.value,
-    notAfter: cert.notAfter.value,
-    ocspUrls: ocspUrlsOf(find(OID.aia)),
-    mustStaple: hasStatusRequestFeature(find(OID.tlsFeature)),
-    isCA: isCaOf(find(OID.basicConstraints)),
-    ekuOcspSigning: ekuOf(find(OID.extKeyUsage)).includes(OID.kpOcspSigning),
-    ocspNoCheck: find(OID.ocspNoCheck) !== undefined,
-  };
+interface Parts {
+  tbs: Tlv;
+  fields: Tlv[];
+  alg: Tlv | undefined;
+  sig: Tlv | undefined;
 }
 
-function ocspUrlsOf(ext: pkijs.Extension | undefined): string[] {
-  const parsed = ext?.parsedValue as pkijs.InfoAccess | undefined;
-  if (!parsed?.accessDescriptions) return [];
-  return parsed.accessDescriptions
-    .filter((d) => d.accessMethod === OID.adOcsp && d.accessLocation.type === 6)
-    .map((d) => String(d.accessLocation.value));
+function parts(der: Uint8Array): Parts {
+  const [tbs, alg, sig] = children(der, expect(readRoot(der), TAG.SEQUENCE, 'Certificate'));
+  const fields = children(der, expect(tbs, TAG.SEQUENCE, 'TBSCertificate'));
+  if (fields[0]?.tag === ctx(0)) fields.shift(); // version [0] EXPLICIT
+  return { tbs: tbs!, fields, alg, sig };
+}
+
+export function parseCertificate(input: Uint8Array, source = 'certificate'): CertInfo {
+  const der = input.slice(); // own copy: the input may be a view into a larger buffer
+  try {
+    const { fields } = parts(der);
+    const [serial, , issuer, validity, subject, spki, ...rest] = fields;
+    const [nb, na] = children(der, expect(validity, TAG.SEQUENCE, 'Validity'));
+    const [, pk] = children(der, expect(spki, TAG.SEQUENCE, 'SubjectPublicKeyInfo'));
+    const exts = extensionsOf(der, rest.find((t) => t.tag === ctx(3)));
+    const serialNumber = content(der, expect(serial, TAG.INTEGER, 'serialNumber'));
+    return {
+      der,
+      fingerprint: toHex(hash('sha256', der)),
+      serialNumber,
+      serialHex: toHex(serialNumber),
+      subject: nameToString(der, expect(subject, TAG.SEQUENCE, 'subject')),
+      issuerNameDer: whole(der, expect(issuer, TAG.SEQUENCE, 'issuer')),
+      subjectNameDer: whole(der, subject!),
+      spkiDer: whole(der, spki!),
+      publicKeyBits: bitString(der, pk!),
+      notBefore: time(der, nb!),
+      notAfter: time(der, na!),
+      ocspUrls: ocspUrlsOf(der, exts.get(OID.aia)),
+      mustStaple: hasStatusRequestFeature(der, exts.get(OID.tlsFeature)),
+      isCA: isCaOf(der, exts.get(OID.basicConstraints)),
+      ekuOcspSigning: ekuOf(der, exts.get(OID.extKeyUsage)).includes(OID.kpOcspSigning),
+      ocspNoCheck: exts.has(OID.ocspNoCheck),
+    };
+  } catch (cause) {
+    if (cause instanceof StaplerError) throw cause;
+    throw new StaplerError('CERT_PARSE', `${source}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Extension OID → the TLV inside its extnValue OCTET STRING. */
+function extensionsOf(der: Uint8Array, wrapper: Tlv | undefined): Map<string, Tlv | undefined> {
+  const out = new Map<string, Tlv | undefined>();
+  if (!wrapper) return out;
+  for (const ext of children(der, expect(readTlv(der, wrapper.body, wrapper.end), TAG.SEQUENCE, 'Extensions'))) {
+    const f = children(der, expect(ext, TAG.SEQUENCE, 'Extension'));
+    const value = expect(f[f.length - 1], TAG.OCTET_STRING, 'extnValue');
+    out.set(oid(der, f[0]!), value.end > value.body ? readTlv(der, value.body, value.end) : undefined);
+  }
+  return out;
+}
+
+/** RFC 5280 §4.2.2.1: AccessDescription { accessMethod, accessLocation GeneralName }; URI is [6] IA5String. */
+function ocspUrlsOf(der: Uint8Array, t: Tlv | undefined): string[] {
+  if (!t) return [];
+  const urls: string[] = [];
+  for (const ad of children(der, expect(t, TAG.SEQUENCE, 'AuthorityInfoAccess'))) {
+    const [method, location] = children(der, ad);
+    if (oid(der, method!) === OID.adOcsp && location?.tag === ctx(6, false)) urls.push(Buffer.from(content(der, location)).toString('latin1'));
+  }
+  return urls;
 }
 
 /** RFC 7633 §4.1: Features ::= SEQUENCE OF INTEGER; status_request is 5 (RFC 6066). */
-function hasStatusRequestFeature(ext: pkijs.Extension | undefined): boolean {
-  if (!ext) return false;
-  const parsed = asn1js.fromBER(ext.extnValue.valueBlock.valueHexView);
-  if (parsed.offset === -1 || !(parsed.result instanceof asn1js.Sequence)) return false;
-  return parsed.result.valueBlock.value.some((v) => v instanceof asn1js.Integer && v.valueBlock.valueDec === 5);
+function hasStatusRequestFeature(der: Uint8Array, t: Tlv | undefined): boolean {
+  if (!t || t.tag !== TAG.SEQUENCE) return false;
+  return children(der, t).some((i) => i.tag === TAG.INTEGER && i.end - i.body === 1 && der[i.body] === 5);
 }
 
-function isCaOf(ext: pkijs.Extension | undefined): boolean {
-  const parsed = ext?.parsedValue as pkijs.BasicConstraints | undefined;
-  return parsed?.cA === true;
+function isCaOf(der: Uint8Array, t: Tlv | undefined): boolean {
+  const first = t && t.tag === TAG.SEQUENCE ? children(der, t)[0] : undefined;
+  return first?.tag === TAG.BOOLEAN && der[first.body] !== 0;
 }
 
-function ekuOf(ext: pkijs.Extension | undefined): string[] {
-  const parsed = ext?.parsedValue as pkijs.ExtKeyUsage | undefined;
-  return parsed?.keyPurposes ?? [];
+function ekuOf(der: Uint8Array, t: Tlv | undefined): string[] {
+  return t && t.tag === TAG.SEQUENCE ? children(der, t).map((o) => oid(der, o)) : [];
 }
 
+const SHORT: Record<string, string> = {
+  '2.5.4.3': 'CN', '2.5.4.6': 'C', '2.5.4.7': 'L', '2.5.4.8': 'ST', '2.5.4.10': 'O', '2.5.4.11': 'OU',
+  '2.5.4.5': 'serialNumber', '1.2.840.113549.1.9.1': 'emailAddress', '0.9.2342.19200300.100.1.25': 'DC',
+};
+
+/** "CN=www.example, O=Example" in encoding order, for people (never compared). */
+function nameToString(der: Uint8Array, name: Tlv): string {
+  const out: string[] = [];
+  for (const rdn of children(der, name)) {
+    for (const atv of children(der, rdn)) {
+      const [type, value] = children(der, atv);
+      const o = oid(der, type!);
+      const raw = content(der, value!);
+      const text = value!.tag === TAG.BMPString ? Buffer.from(raw).swap16().toString('utf16le') : Buffer.from(raw).toString(value!.tag === TAG.UTF8String ? 'utf8' : 'latin1');
+      out.push(`${SHORT[o] ?? o}=${text}`);
+    }
+  }
+  return out.join(', ');
+}
+
+const keys = new WeakMap<CertInfo, KeyObject>();
+
+/** The certificate's public key (created once per CertInfo). */
 export function publicKeyOf(c: CertInfo): KeyObject {
-  return createPublicKey({ key: Buffer.from(c.spkiDer), format: 'der', type: 'spki' });
+  let k = keys.get(c);
+  if (!k) keys.set(c, (k = createPublicKey({ key: Buffer.from(c.spkiDer), format: 'der', type: 'spki' })));
+  return k;
 }
 
-/** True when `issuer`'s subject is `leaf`'s issuer and `issuer`'s key signed `leaf` (RFC 5280 §6.1.3). */
+/**
+ * True when `issuer`'s subject is `leaf`'s issuer and `issuer`'s key signed `leaf` (RFC 5280 §6.1.3).
+ * Names are compared as encoded (what CAs do in practice); if the encodings differ, node's X.509 name
+ * matching decides instead of a plain mismatch.
+ */
 export function isIssuedBy(leaf: CertInfo, issuer: CertInfo): boolean {
-  const l = new X509Certificate(leaf.der);
-  const i = new X509Certificate(issuer.der);
-  return l.checkIssued(i) && l.verify(i.publicKey);
+  if (!bytesEqual(leaf.issuerNameDer, issuer.subjectNameDer) && !new X509Certificate(leaf.der).checkIssued(new X509Certificate(issuer.der))) return false;
+  const { tbs, alg, sig } = parts(leaf.der);
+  try {
+    return verifySignature(algorithm(leaf.der, alg), whole(leaf.der, tbs), bitString(leaf.der, sig!), publicKeyOf(issuer));
+  } catch {
+    return false; // an algorithm we cannot check: not proven
+  }
 }
 
 /** Valid at `now` by its own dates. */

@@ -1,11 +1,10 @@
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
 import { StaplerError, type ErrorCode } from '../errors.js';
-import { hash, own, toArrayBuffer } from './bytes.js';
+import { hash, type HashName } from './bytes.js';
 import type { CertId } from './certid.js';
+import { bitString, children, content, ctx, DerError, expect, oid, readRoot, readTlv, smallInt, TAG, time, whole, type Tlv } from './der.js';
 import { OID } from './oids.js';
-import { certIdFromPkijs, nonceValue } from './request.js';
-import type { SignatureAlgorithm } from './signature.js';
+import { nonceValue } from './request.js';
+import { algorithm, type SignatureAlgorithm } from './signature.js';
 
 /** RFC 6960 §4.2.1 CertStatus. */
 export type CertStatus =
@@ -45,89 +44,97 @@ const STATUS_CODES: Record<number, ErrorCode> = {
   6: 'OCSP_STATUS_UNAUTHORIZED',
 };
 
+const HASH_OIDS: Record<string, HashName> = { [OID.sha1]: 'sha1', [OID.sha256]: 'sha256' };
+
 /**
- * Parses an OCSPResponse and its BasicOCSPResponse. Throws OCSP_STATUS_* for error statuses (they
- * carry no responseBytes), OCSP_NOT_BASIC for other response types, OCSP_MALFORMED for anything else.
- * Nothing here is trusted yet: see verify.ts.
+ * Parses an OCSPResponse and its BasicOCSPResponse (RFC 6960 §4.2.1). Throws OCSP_STATUS_* for error
+ * statuses (they carry no responseBytes), OCSP_NOT_BASIC for other response types, OCSP_MALFORMED for
+ * anything else. Nothing here is trusted yet: see verify.ts. The returned byte arrays are views into `der`.
  */
 export function parseOcspResponse(der: Uint8Array): BasicResponse {
-  const resp = decode(der, 'OCSPResponse', (schema) => new pkijs.OCSPResponse({ schema }));
-  const status = resp.responseStatus.valueBlock.valueDec;
-  if (status !== 0) {
-    throw new StaplerError(STATUS_CODES[status] ?? 'OCSP_MALFORMED', `responseStatus ${status}`);
-  }
-  if (!resp.responseBytes) throw new StaplerError('OCSP_MALFORMED', 'successful response without responseBytes');
-  if (resp.responseBytes.responseType !== OID.ocspBasic) {
-    throw new StaplerError('OCSP_NOT_BASIC', resp.responseBytes.responseType);
-  }
-  const inner = resp.responseBytes.response.valueBlock.valueHexView;
-  const basic = decode(inner, 'BasicOCSPResponse', (schema) => new pkijs.BasicOCSPResponse({ schema }));
-  const data = basic.tbsResponseData;
-  const nonceExt = data.responseExtensions?.find((e) => e.extnID === OID.ocspNonce);
   try {
-    return {
-      tbs: own(data.tbsView),
-      signatureAlgorithm: { oid: basic.signatureAlgorithm.algorithmId, params: basic.signatureAlgorithm.algorithmParams },
-      signature: own(basic.signature.valueBlock.valueHexView),
-      responderId: responderIdOf(data.responderID),
-      producedAt: data.producedAt,
-      responses: data.responses.map(singleOf),
-      certs: (basic.certs ?? []).map((c) => new Uint8Array(c.toSchema().toBER())),
-      nonce: nonceExt ? nonceValue(nonceExt.extnValue.valueBlock.valueHexView) : undefined,
-    };
-  } catch (cause) {
-    if (cause instanceof StaplerError) throw cause;
-    throw new StaplerError('OCSP_MALFORMED', 'BasicOCSPResponse content', { cause });
+    const [status, bytes] = children(der, expect(readRoot(der), TAG.SEQUENCE, 'OCSPResponse'));
+    const code = smallInt(der, expect(status, TAG.ENUMERATED, 'responseStatus'));
+    if (code !== 0) throw new StaplerError(STATUS_CODES[code] ?? 'OCSP_MALFORMED', `responseStatus ${code}`);
+    if (!bytes) throw new StaplerError('OCSP_MALFORMED', 'successful response without responseBytes');
+    const [type, octets] = children(der, expect(children(der, expect(bytes, ctx(0), 'responseBytes'))[0], TAG.SEQUENCE, 'ResponseBytes'));
+    const responseType = oid(der, type!);
+    if (responseType !== OID.ocspBasic) throw new StaplerError('OCSP_NOT_BASIC', responseType);
+    const inner = content(der, expect(octets, TAG.OCTET_STRING, 'response'));
+    return parseBasic(inner);
+  } catch (e) {
+    if (e instanceof StaplerError) throw e;
+    throw new StaplerError('OCSP_MALFORMED', (e as Error).message, { cause: e });
   }
 }
 
-function decode<T>(der: Uint8Array, what: string, make: (schema: asn1js.AsnType) => T): T {
-  try {
-    const asn = asn1js.fromBER(toArrayBuffer(der));
-    if (asn.offset === -1) throw new Error(asn.result.error);
-    if (asn.offset !== der.byteLength) throw new Error('trailing data');
-    return make(asn.result);
-  } catch (cause) {
-    throw new StaplerError('OCSP_MALFORMED', what, { cause });
-  }
-}
-
-function responderIdOf(r: unknown): ResponderId {
-  if (r instanceof pkijs.RelativeDistinguishedNames) return { kind: 'name', der: own(r.valueBeforeDecode) };
-  if (r instanceof asn1js.OctetString) return { kind: 'key', keyHash: own(r.valueBlock.valueHexView) };
-  throw new StaplerError('OCSP_MALFORMED', 'responderID');
-}
-
-/** RFC 6960 §4.2.1: good [0] IMPLICIT NULL, revoked [1] IMPLICIT RevokedInfo, unknown [2] IMPLICIT UnknownInfo. */
-function singleOf(s: pkijs.SingleResponse): SingleResult {
+function parseBasic(b: Uint8Array): BasicResponse {
+  const [tbsT, algT, sigT, certsT] = children(b, expect(readRoot(b), TAG.SEQUENCE, 'BasicOCSPResponse'));
+  const tbs = expect(tbsT, TAG.SEQUENCE, 'tbsResponseData');
+  const parts = children(b, tbs);
+  let i = 0;
+  if (parts[0]?.tag === ctx(0)) i++; // version [0] EXPLICIT, v1 only
+  const ridT = parts[i++];
+  const producedAt = time(b, expect(parts[i++], TAG.GeneralizedTime, 'producedAt'));
+  const responses = children(b, expect(parts[i++], TAG.SEQUENCE, 'responses')).map((r) => singleOf(b, r));
+  const extT = parts[i];
+  const nonceExt = extT?.tag === ctx(1) ? extension(b, extT, OID.ocspNonce) : undefined;
+  const certs = certsT ? children(b, expect(children(b, expect(certsT, ctx(0), 'certs'))[0], TAG.SEQUENCE, 'certs')).map((c) => whole(b, c)) : [];
   return {
-    certId: certIdFromPkijs(s.certID),
-    status: statusOf(s.certStatus as asn1js.BaseBlock),
-    thisUpdate: s.thisUpdate,
-    nextUpdate: s.nextUpdate,
+    tbs: whole(b, tbs),
+    signatureAlgorithm: algorithm(b, algT),
+    signature: bitString(b, expect(sigT, TAG.BIT_STRING, 'signature')),
+    responderId: responderIdOf(b, ridT),
+    producedAt,
+    responses,
+    certs,
+    nonce: nonceExt ? nonceValue(nonceExt) : undefined,
   };
 }
 
-function statusOf(cs: asn1js.BaseBlock): CertStatus {
-  if (cs.idBlock.tagClass !== 3) throw new StaplerError('OCSP_MALFORMED', 'certStatus');
-  switch (cs.idBlock.tagNumber) {
-    case 0:
-      return { kind: 'good' };
-    case 2:
-      return { kind: 'unknown' };
-    case 1: {
-      const parts = (cs as asn1js.Constructed).valueBlock.value ?? [];
-      const time = parts[0];
-      if (!(time instanceof asn1js.GeneralizedTime)) throw new StaplerError('OCSP_MALFORMED', 'revocationTime');
-      const out: CertStatus = { kind: 'revoked', at: time.toDate() };
-      const reasonTag = parts[1] as asn1js.Constructed | undefined;
-      const reason = reasonTag?.valueBlock.value?.[0];
-      if (reason instanceof asn1js.Enumerated) out.reason = reason.valueBlock.valueDec;
-      return out;
-    }
-    default:
-      throw new StaplerError('OCSP_MALFORMED', `certStatus tag ${cs.idBlock.tagNumber}`);
+
+/** RFC 6960 §4.2.1: byName [1] EXPLICIT Name, byKey [2] EXPLICIT OCTET STRING. */
+function responderIdOf(b: Uint8Array, t: Tlv | undefined): ResponderId {
+  if (t?.tag === ctx(1)) return { kind: 'name', der: whole(b, expect(readTlv(b, t.body, t.end), TAG.SEQUENCE, 'Name')) };
+  if (t?.tag === ctx(2)) return { kind: 'key', keyHash: content(b, expect(readTlv(b, t.body, t.end), TAG.OCTET_STRING, 'KeyHash')) };
+  throw new DerError('responderID');
+}
+
+/** The extnValue content of extension `id` in an [n] EXPLICIT Extensions, if present. */
+function extension(b: Uint8Array, wrapper: Tlv, id: string): Uint8Array | undefined {
+  for (const ext of children(b, expect(readTlv(b, wrapper.body, wrapper.end), TAG.SEQUENCE, 'Extensions'))) {
+    const f = children(b, expect(ext, TAG.SEQUENCE, 'Extension'));
+    if (oid(b, f[0]!) !== id) continue;
+    return content(b, expect(f[f.length - 1], TAG.OCTET_STRING, 'extnValue'));
   }
+  return undefined;
+}
+
+function certIdOfTlv(b: Uint8Array, t: Tlv | undefined): CertId | undefined {
+  const [alg, nameHash, keyHash, serial] = children(b, expect(t, TAG.SEQUENCE, 'CertID'));
+  const hashAlgorithm = HASH_OIDS[oid(b, children(b, expect(alg, TAG.SEQUENCE, 'hashAlgorithm'))[0]!)];
+  const id = {
+    issuerNameHash: content(b, expect(nameHash, TAG.OCTET_STRING, 'issuerNameHash')),
+    issuerKeyHash: content(b, expect(keyHash, TAG.OCTET_STRING, 'issuerKeyHash')),
+    serialNumber: content(b, expect(serial, TAG.INTEGER, 'serialNumber')),
+  };
+  return hashAlgorithm ? { hashAlgorithm, ...id } : undefined;
+}
+
+/** RFC 6960 §4.2.1: good [0] IMPLICIT NULL, revoked [1] IMPLICIT RevokedInfo, unknown [2] IMPLICIT UnknownInfo. */
+function singleOf(b: Uint8Array, t: Tlv): SingleResult {
+  const f = children(b, expect(t, TAG.SEQUENCE, 'SingleResponse'));
+  const st = f[1];
+  let status: CertStatus;
+  if (st?.tag === ctx(0, false)) status = { kind: 'good' };
+  else if (st?.tag === ctx(2, false)) status = { kind: 'unknown' };
+  else if (st?.tag === ctx(1)) {
+    const [at, reason] = children(b, st);
+    status = { kind: 'revoked', at: time(b, expect(at, TAG.GeneralizedTime, 'revocationTime')) };
+    if (reason?.tag === ctx(0)) status.reason = smallInt(b, expect(readTlv(b, reason.body, reason.end), TAG.ENUMERATED, 'revocationReason'));
+  } else throw new DerError('certStatus');
+  const next = f[3]?.tag === ctx(0) ? time(b, expect(readTlv(b, f[3].body, f[3].end), TAG.GeneralizedTime, 'nextUpdate')) : undefined;
+  return { certId: certIdOfTlv(b, f[0]), status, thisUpdate: time(b, expect(f[2], TAG.GeneralizedTime, 'thisUpdate')), nextUpdate: next };
 }
 
 /** SHA-1 of a public key BIT STRING value: the RFC 6960 §4.2.1 ResponderID byKey form. */

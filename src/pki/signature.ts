@@ -2,6 +2,7 @@ import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { constants, verify, type KeyObject } from 'node:crypto';
 import { StaplerError } from '../errors.js';
+import { children, expect, oid, TAG, whole, type Tlv } from './der.js';
 
 /** Signature algorithms seen on OCSP responses, mapped to node:crypto digests (null: the key decides). */
 const DIGEST: Record<string, string | null> = {
@@ -26,14 +27,21 @@ const HASH_NAMES: Record<string, string> = {
 
 export interface SignatureAlgorithm {
   oid: string;
-  params?: asn1js.AsnType | undefined;
+  /** DER of the AlgorithmIdentifier parameters, when present (only RSASSA-PSS needs them). */
+  paramsDer?: Uint8Array | undefined;
+}
+
+/** An AlgorithmIdentifier (RFC 5280 §4.1.1.2) read from DER. */
+export function algorithm(b: Uint8Array, t: Tlv | undefined): SignatureAlgorithm {
+  const [o, params] = children(b, expect(t, TAG.SEQUENCE, 'AlgorithmIdentifier'));
+  return { oid: oid(b, o!), paramsDer: params && params.tag !== TAG.NULL ? whole(b, params) : undefined };
 }
 
 /** Verifies `sig` over `data` with `key`; false on mismatch, throws only for algorithms we do not know. */
 export function verifySignature(alg: SignatureAlgorithm, data: Uint8Array, sig: Uint8Array, key: KeyObject): boolean {
   try {
     if (alg.oid === RSA_PSS) {
-      const p = pssParams(alg.params);
+      const p = pssParams(alg.paramsDer);
       return verify(p.hash, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: p.saltLength }, sig);
     }
     const digest = DIGEST[alg.oid];
@@ -47,7 +55,8 @@ export function verifySignature(alg: SignatureAlgorithm, data: Uint8Array, sig: 
 }
 
 /** RFC 4055 §3.1 RSASSA-PSS-params; defaults are SHA-1 and salt length 20. */
-function pssParams(params: asn1js.AsnType | undefined): { hash: string; saltLength: number } {
+function pssParams(der: Uint8Array | undefined): { hash: string; saltLength: number } {
+  const params = der ? asn1js.fromBER(der).result : undefined;
   if (!params || params instanceof asn1js.Null) return { hash: 'sha1', saltLength: 20 };
   const p = new pkijs.RSASSAPSSParams({ schema: params });
   const hash = HASH_NAMES[p.hashAlgorithm.algorithmId];

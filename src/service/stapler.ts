@@ -42,6 +42,9 @@ export type Answer =
   | { kind: 'tryLater' }
   | { kind: 'wait'; until: Promise<void> };
 
+/** Persisted staples read and re-verified at once during start-up. */
+const PRIME_CONCURRENCY = 32;
+
 /** Scheduler key of the SHA-256 form's job (certificate names cannot contain '#'). */
 const ALT = '#sha256';
 
@@ -100,7 +103,7 @@ export class Stapler {
       const e = this.#add(r);
       added.push(e);
     }
-    if (this.#started) await Promise.all(added.map((e) => this.#prime(e)));
+    if (this.#started) await this.#primeAll(added);
   }
 
   /** The certificates in use. */
@@ -137,7 +140,18 @@ export class Stapler {
   /** Loads persisted staples (re-verified, served before any upstream contact), then schedules fetches. */
   async start(): Promise<void> {
     this.#started = true;
-    await Promise.all([...this.#entries.values()].map((e) => this.#prime(e)));
+    await this.#primeAll([...this.#entries.values()]);
+    const loaded = [...this.#entries.values()].filter((e) => e.staple).length;
+    this.#o.log.info({ certificates: this.#entries.size, servedFromDisk: loaded }, 'persisted staples loaded');
+  }
+
+  /** Primes entries a bounded number at a time: 100,000 at once would open 100,000 files. */
+  async #primeAll(entries: Entry[]): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < entries.length; i = next++) await this.#prime(entries[i]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(PRIME_CONCURRENCY, entries.length) }, worker));
   }
 
   async stop(): Promise<void> {
@@ -293,7 +307,7 @@ export class Stapler {
     const now = this.#o.clock.now();
     if (loaded && !e.staple) {
       e.staple = loaded;
-      this.#o.log.info({ cert: record.name, state: stateOf(e, now, this.#o.refresh.marginSeconds) }, 'serving persisted staple');
+      this.#o.log.debug({ cert: record.name, state: stateOf(e, now, this.#o.refresh.marginSeconds) }, 'serving persisted staple');
       this.#emit(record, loaded, 'loaded');
     }
     if (!e.staple && o.fetchNow) return this.#scheduler.runNow(record.name);

@@ -30,14 +30,32 @@ async function readCerts(path: string, what: string): Promise<Uint8Array[]> {
 }
 
 /**
+ * Parsed issuer certificates by DER, shared across one load: 10,000 bundles from one CA carry the same
+ * issuer 10,000 times, and one CertInfo (with its public key) serves them all.
+ */
+export class ParseCache {
+  readonly #byDer = new Map<string, CertInfo>();
+
+  parse(der: Uint8Array, source: string): CertInfo {
+    const k = Buffer.from(der).toString('base64');
+    let c = this.#byDer.get(k);
+    if (!c) this.#byDer.set(k, (c = parseCertificate(der, source)));
+    return c;
+  }
+}
+
+/**
  * Builds the record for one bundle: leaf first, its issuer found among the rest of the bundle or in the
  * separate issuer file, and proven to have signed the leaf (RFC 5280 §6.1.3).
  */
-export async function loadRecord(c: { name: string; chain: string; issuer?: string | undefined; responder?: string | undefined }): Promise<CertRecord> {
+export async function loadRecord(
+  c: { name: string; chain: string; issuer?: string | undefined; responder?: string | undefined },
+  cache = new ParseCache(),
+): Promise<CertRecord> {
   const chain = await readCerts(c.chain, 'chain');
   const leaf = parseCertificate(chain[0]!, c.chain);
   const candidates = c.issuer ? await readCerts(c.issuer, 'issuer') : chain.slice(1);
-  const parsed = candidates.map((d, i) => parseCertificate(d, `${c.issuer ?? c.chain} #${i + 1}`));
+  const parsed = candidates.map((d, i) => cache.parse(d, `${c.issuer ?? c.chain} #${i + 1}`));
   const issuer = parsed.find((p) => isIssuedBy(leaf, p));
   if (!issuer) {
     const named = parsed.some((p) => bytesEqual(p.subjectNameDer, leaf.issuerNameDer));
@@ -68,8 +86,11 @@ export function nameFromFile(file: string): string {
   return (n || 'cert').slice(0, 128);
 }
 
+/** Files read at once while scanning: enough to hide disk latency, bounded for file descriptors. */
+const SCAN_CONCURRENCY = 16;
+
 /** Every matching bundle in `d.path` becomes a certificate named after its file (without extension). */
-export async function scanDirectory(d: DirectoryConfig): Promise<DirectoryScan> {
+export async function scanDirectory(d: DirectoryConfig, cache = new ParseCache()): Promise<DirectoryScan> {
   const re = globToRegExp(d.pattern);
   let names: string[];
   try {
@@ -77,15 +98,24 @@ export async function scanDirectory(d: DirectoryConfig): Promise<DirectoryScan> 
   } catch (cause) {
     throw new StaplerError('CERT_FILE', `directory ${d.path}: ${(cause as Error).message}`, { cause });
   }
-  const out: DirectoryScan = { records: [], rejected: [] };
-  for (const n of names) {
-    const file = join(d.path, n);
-    try {
-      out.records.push(await loadRecord({ name: nameFromFile(n), chain: file, issuer: d.issuer, responder: d.responder }));
-    } catch (e) {
-      if (!(e instanceof StaplerError)) throw e;
-      out.rejected.push({ file, error: e });
+  const results: Array<CertRecord | { file: string; error: StaplerError }> = new Array(names.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < names.length; i = next++) {
+      const file = join(d.path, names[i]!);
+      try {
+        results[i] = await loadRecord({ name: nameFromFile(names[i]!), chain: file, issuer: d.issuer, responder: d.responder }, cache);
+      } catch (e) {
+        if (!(e instanceof StaplerError)) throw e;
+        results[i] = { file, error: e };
+      }
     }
+  };
+  await Promise.all(Array.from({ length: Math.min(SCAN_CONCURRENCY, names.length) }, worker));
+  const out: DirectoryScan = { records: [], rejected: [] };
+  for (const r of results) {
+    if ('leaf' in r) out.records.push(r);
+    else out.rejected.push(r);
   }
   return out;
 }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { StaplerError } from '../errors.js';
 import type { Config } from '../config/schema.js';
-import { loadRecord, scanDirectory, type CertRecord } from './certificates.js';
+import { loadRecord, ParseCache, scanDirectory, type CertRecord } from './certificates.js';
 
 /**
  * Every certificate the config names. A broken explicitly configured certificate is a config error
@@ -15,9 +15,10 @@ export async function loadAllRecords(
   previous: readonly CertRecord[] = [],
 ): Promise<CertRecord[]> {
   const records: CertRecord[] = [];
+  const cache = new ParseCache();
   for (const [i, c] of cfg.certificates.entries()) {
     try {
-      records.push(await loadRecord(c));
+      records.push(await loadRecord(c, cache));
     } catch (e) {
       if (e instanceof StaplerError) throw e.within(`${cfg.source}: certificates[${i}] (${c.name})`);
       throw e;
@@ -27,7 +28,7 @@ export async function loadAllRecords(
   for (const [i, d] of cfg.directories.entries()) {
     let scan;
     try {
-      scan = await scanDirectory(d);
+      scan = await scanDirectory(d, cache);
     } catch (e) {
       if (e instanceof StaplerError) throw e.within(`${cfg.source}: directories[${i}]`);
       throw e;

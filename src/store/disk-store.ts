@@ -29,7 +29,7 @@ export class DiskStapleStore implements StapleStore {
     }
   }
 
-  async get(fp: string): Promise<StoredStaple | undefined> {
+  async get(fp: string, o: { meta?: boolean } = {}): Promise<StoredStaple | undefined> {
     this.#check(fp);
     let der: Buffer;
     try {
@@ -38,7 +38,7 @@ export class DiskStapleStore implements StapleStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new StaplerError('STORE_IO', `reading ${fp}.der`, { cause: e });
     }
-    return { der: new Uint8Array(der), meta: await this.#meta(fp) };
+    return { der: new Uint8Array(der), meta: o.meta ? await this.#meta(fp) : undefined };
   }
 
   async put(fp: string, s: StoredStaple): Promise<void> {

@@ -18,7 +18,8 @@ export interface StoredStaple {
  * never picks up its predecessor's staple. Contents are never trusted: the caller re-verifies on load.
  */
 export interface StapleStore {
-  get(fingerprint: string): Promise<StoredStaple | undefined>;
+  /** The staple; its metadata only when asked for (start-up reads 10,000s of staples and needs none). */
+  get(fingerprint: string, o?: { meta?: boolean }): Promise<StoredStaple | undefined>;
   put(fingerprint: string, staple: StoredStaple): Promise<void>;
   delete(fingerprint: string): Promise<void>;
 }

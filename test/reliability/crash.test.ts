@@ -122,6 +122,7 @@ describe('a corrupted or truncated file in dataDir', { timeout: 30_000 }, () => 
     config = await writeStaplerdConfig(s.tmp.dir, {
       listen: { host: '127.0.0.1', port: 0 },
       dataDir: s.dataDir,
+      logLevel: 'debug', // "serving persisted staple" is a per-certificate line, at debug
       certificates: s.leaves.map((l) => ({ name: l.name, chain: join(s!.tmp.dir, 'certs', `${l.name}.pem`) })),
     });
   });
