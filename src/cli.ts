@@ -1,4 +1,7 @@
 #!/usr/bin/env node
+// File I/O (staple writes and reads at start-up) runs on libuv's thread pool, 4 threads by default; set
+// before anything uses the pool. An operator's own setting wins.
+process.env.UV_THREADPOOL_SIZE ??= '16';
 import { parseArgs } from 'node:util';
 import { seconds } from './config/load.js';
 import { main, type Command } from './main.js';

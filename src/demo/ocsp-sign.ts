@@ -7,6 +7,8 @@ import { createHash, sign } from 'node:crypto';
 import type { CertId } from '../pki/certid.js';
 import { parseCertificate } from '../pki/certificate.js';
 import { OID } from '../pki/oids.js';
+import { encodeGeneralizedTime, encodeOid, NULL_DER, octets, seq, tlv } from '../pki/der.js';
+import { encodeCertId } from '../pki/request.js';
 import type { IssuedCert } from './ca.js';
 
 export type CertStatus = { kind: 'good' } | { kind: 'revoked'; at: Date; reason?: number } | { kind: 'unknown' };
@@ -40,49 +42,8 @@ const ALG = {
   sha256WithRsa: '1.2.840.113549.1.1.11',
 } as const;
 
-// --- minimal DER writer (X.690 §10: definite lengths, minimal length octets) ---
-
 const EMPTY = new Uint8Array(0);
-const NULL_DER = Uint8Array.of(0x05, 0x00);
-
-function lengthOctets(n: number): Uint8Array {
-  if (n < 0x80) return Uint8Array.of(n);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  return Uint8Array.of(0x80 | bytes.length, ...bytes);
-}
-
-function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
-  const body = Buffer.concat(parts);
-  return Buffer.concat([Uint8Array.of(tag), lengthOctets(body.byteLength), body]);
-}
-
-const seq = (...parts: Uint8Array[]) => tlv(0x30, ...parts);
-const octets = (b: Uint8Array) => tlv(0x04, b);
 const enumerated = (n: number) => tlv(0x0a, Uint8Array.of(n));
-
-const oidCache = new Map<string, Uint8Array>();
-function oid(dotted: string): Uint8Array {
-  let der = oidCache.get(dotted);
-  if (!der) {
-    const arcs = dotted.split('.').map(Number);
-    const body: number[] = [40 * arcs[0]! + arcs[1]!];
-    for (const arc of arcs.slice(2)) {
-      const chunk = [arc & 0x7f];
-      for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift(0x80 | (v & 0x7f));
-      body.push(...chunk);
-    }
-    der = tlv(0x06, Uint8Array.from(body));
-    oidCache.set(dotted, der);
-  }
-  return der;
-}
-
-/** GeneralizedTime YYYYMMDDHHMMSSZ: RFC 5280 §4.1.2.5.2 form, no fractional seconds. */
-function generalizedTime(d: Date): Uint8Array {
-  const s = d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
-  return tlv(0x18, Buffer.from(s, 'ascii'));
-}
 
 // --- OCSP structures ---
 
@@ -101,7 +62,7 @@ function signerView(c: IssuedCert): SignerView {
     const info = parseCertificate(c.der, 'OCSP signer');
     const type = c.key.privateKey.asymmetricKeyType;
     // RFC 5758 §3.2: ecdsa-with-SHA256 has no parameters; RFC 4055 §5: sha256WithRSAEncryption has NULL.
-    const sigAlgDer = type === 'ec' ? seq(oid(ALG.ecdsaWithSha256)) : type === 'rsa' ? seq(oid(ALG.sha256WithRsa), NULL_DER) : undefined;
+    const sigAlgDer = type === 'ec' ? seq(encodeOid(ALG.ecdsaWithSha256)) : type === 'rsa' ? seq(encodeOid(ALG.sha256WithRsa), NULL_DER) : undefined;
     if (!sigAlgDer) throw new Error(`demo OCSP signer: unsupported key type ${String(type)}`);
     // RFC 6960 §4.2.1: byKey is the SHA-1 of the subjectPublicKey BIT STRING value.
     const keyHash = new Uint8Array(createHash('sha1').update(info.publicKeyBits).digest());
@@ -111,11 +72,6 @@ function signerView(c: IssuedCert): SignerView {
   return v;
 }
 
-/** RFC 6960 §4.1.1 CertID, with the hash AlgorithmIdentifier's NULL parameters as clients send them. */
-export function encodeCertId(id: CertId): Uint8Array {
-  const hashOid = id.hashAlgorithm === 'sha1' ? OID.sha1 : OID.sha256;
-  return seq(seq(oid(hashOid), NULL_DER), octets(id.issuerNameHash), octets(id.issuerKeyHash), tlv(0x02, id.serialNumber));
-}
 
 /** CertStatus CHOICE: good [0] IMPLICIT NULL, revoked [1] IMPLICIT RevokedInfo, unknown [2] IMPLICIT NULL. */
 function encodeStatus(s: CertStatus): Uint8Array {
@@ -127,26 +83,26 @@ function encodeStatus(s: CertStatus): Uint8Array {
     case 'revoked': {
       // RevokedInfo: revocationTime, revocationReason [0] EXPLICIT CRLReason (RFC 5280 §5.3.1) OPTIONAL.
       const reason = s.reason === undefined ? EMPTY : tlv(0xa0, enumerated(s.reason));
-      return tlv(0xa1, generalizedTime(s.at), reason);
+      return tlv(0xa1, encodeGeneralizedTime(s.at), reason);
     }
   }
 }
 
 function encodeSingle(r: SingleSpec): Uint8Array {
-  const next = r.nextUpdate ? tlv(0xa0, generalizedTime(r.nextUpdate)) : EMPTY;
-  return seq(encodeCertId(r.certId), encodeStatus(r.status), generalizedTime(r.thisUpdate), next);
+  const next = r.nextUpdate ? tlv(0xa0, encodeGeneralizedTime(r.nextUpdate)) : EMPTY;
+  return seq(encodeCertId(r.certId), encodeStatus(r.status), encodeGeneralizedTime(r.thisUpdate), next);
 }
 
 /** responseExtensions [1] EXPLICIT Extensions with the RFC 8954 nonce (non-critical). */
 function nonceExtensions(nonce: Uint8Array): Uint8Array {
-  return tlv(0xa1, seq(seq(oid(OID.ocspNonce), octets(octets(nonce)))));
+  return tlv(0xa1, seq(seq(encodeOid(OID.ocspNonce), octets(octets(nonce)))));
 }
 
 function responseData(o: SignOptions, v: SignerView): Uint8Array {
   // Version is DEFAULT v1 and so omitted (X.690 §11.5).
   const responderId = o.responderIdBy === 'name' ? tlv(0xa1, v.nameDer) : tlv(0xa2, octets(v.keyHash));
   const extensions = o.nonce ? nonceExtensions(o.nonce) : EMPTY;
-  return seq(responderId, generalizedTime(o.producedAt), seq(...o.responses.map(encodeSingle)), extensions);
+  return seq(responderId, encodeGeneralizedTime(o.producedAt), seq(...o.responses.map(encodeSingle)), extensions);
 }
 
 /** A complete OCSPResponse: responseStatus successful (0) with an id-pkix-ocsp-basic BasicOCSPResponse. */
@@ -160,7 +116,7 @@ export function buildSuccessfulResponse(o: SignOptions): Uint8Array {
   const certsField = certs.length > 0 ? tlv(0xa0, seq(...certs.map((c) => c.der))) : EMPTY;
   // BIT STRING: leading octet is the number of unused bits (0).
   const basic = seq(tbs, v.sigAlgDer, tlv(0x03, Uint8Array.of(0), sig), certsField);
-  const responseBytes = tlv(0xa0, seq(oid(OID.ocspBasic), octets(basic)));
+  const responseBytes = tlv(0xa0, seq(encodeOid(OID.ocspBasic), octets(basic)));
   return new Uint8Array(seq(enumerated(0), responseBytes));
 }
 

@@ -135,3 +135,45 @@ export function bitString(buf: Uint8Array, t: Tlv): Uint8Array {
   if (b.length === 0) throw new DerError('empty BIT STRING');
   return b.subarray(1);
 }
+
+// --- writer (X.690 §10: definite lengths, minimal length octets) ---
+
+function lengthOctets(n: number): Uint8Array {
+  if (n < 0x80) return Uint8Array.of(n);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  return Uint8Array.of(0x80 | bytes.length, ...bytes);
+}
+
+export function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
+  const body = Buffer.concat(parts);
+  return new Uint8Array(Buffer.concat([Uint8Array.of(tag), lengthOctets(body.byteLength), body]));
+}
+
+export const seq = (...parts: Uint8Array[]): Uint8Array => tlv(TAG.SEQUENCE, ...parts);
+export const octets = (b: Uint8Array): Uint8Array => tlv(TAG.OCTET_STRING, b);
+export const NULL_DER = Uint8Array.of(0x05, 0x00);
+
+const oidCache = new Map<string, Uint8Array>();
+
+/** An OBJECT IDENTIFIER TLV from dotted form (X.690 §8.19); memoised, OIDs here are few. */
+export function encodeOid(dotted: string): Uint8Array {
+  let der = oidCache.get(dotted);
+  if (!der) {
+    const arcs = dotted.split('.').map(Number);
+    const body: number[] = [40 * arcs[0]! + arcs[1]!];
+    for (const arc of arcs.slice(2)) {
+      const chunk = [arc & 0x7f];
+      for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift(0x80 | (v & 0x7f));
+      body.push(...chunk);
+    }
+    der = tlv(TAG.OID, Uint8Array.from(body));
+    oidCache.set(dotted, der);
+  }
+  return der;
+}
+
+/** GeneralizedTime YYYYMMDDHHMMSSZ: the RFC 5280 §4.1.2.5.2 form, no fractional seconds. */
+export function encodeGeneralizedTime(d: Date): Uint8Array {
+  return tlv(TAG.GeneralizedTime, Buffer.from(`${d.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`, 'ascii'));
+}

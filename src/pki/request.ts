@@ -1,11 +1,9 @@
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
 import { StaplerError } from '../errors.js';
-import { own, toArrayBuffer, type HashName } from './bytes.js';
 import type { CertId } from './certid.js';
 import { OID } from './oids.js';
+import { children, ctx, encodeOid, expect, NULL_DER, octets, readRoot, seq, TAG, tlv } from './der.js';
+import { certIdAt, extensionValue, nonceValue } from './ocsp-der.js';
 
-const HASH_OIDS: Record<string, HashName> = { [OID.sha1]: 'sha1', [OID.sha256]: 'sha256' };
 
 export interface ParsedRequest {
   /** CertIDs with a hash algorithm we index (SHA-1, SHA-256); others are dropped. */
@@ -15,29 +13,7 @@ export interface ParsedRequest {
   nonce?: Uint8Array;
 }
 
-export function certIdToPkijs(id: CertId): pkijs.CertID {
-  return new pkijs.CertID({
-    hashAlgorithm: new pkijs.AlgorithmIdentifier({
-      algorithmId: id.hashAlgorithm === 'sha1' ? OID.sha1 : OID.sha256,
-      algorithmParams: new asn1js.Null(),
-    }),
-    issuerNameHash: new asn1js.OctetString({ valueHex: toArrayBuffer(id.issuerNameHash) }),
-    issuerKeyHash: new asn1js.OctetString({ valueHex: toArrayBuffer(id.issuerKeyHash) }),
-    serialNumber: new asn1js.Integer({ valueHex: toArrayBuffer(id.serialNumber) }),
-  });
-}
 
-/** CertID from pkijs, or undefined when its hash algorithm is one we do not index. */
-export function certIdFromPkijs(c: pkijs.CertID): CertId | undefined {
-  const alg = HASH_OIDS[c.hashAlgorithm.algorithmId];
-  if (!alg) return undefined;
-  return {
-    hashAlgorithm: alg,
-    issuerNameHash: own(c.issuerNameHash.valueBlock.valueHexView),
-    issuerKeyHash: own(c.issuerKeyHash.valueBlock.valueHexView),
-    serialNumber: own(c.serialNumber.valueBlock.valueHexView),
-  };
-}
 
 /**
  * An unsigned OCSPRequest (RFC 6960 §4.1.1). No nonce by default: RFC 9919 §2.1 says clients SHOULD NOT
@@ -45,40 +21,39 @@ export function certIdFromPkijs(c: pkijs.CertID): CertId | undefined {
  * (extnValue is an OCTET STRING wrapping the nonce OCTET STRING).
  */
 export function buildOcspRequest(ids: CertId[], opts: { nonce?: Uint8Array } = {}): Uint8Array {
-  const req = new pkijs.OCSPRequest();
-  req.tbsRequest.requestList = ids.map((id) => new pkijs.Request({ reqCert: certIdToPkijs(id) }));
-  if (opts.nonce) {
-    const inner = new asn1js.OctetString({ valueHex: toArrayBuffer(opts.nonce) });
-    req.tbsRequest.requestExtensions = [
-      new pkijs.Extension({ extnID: OID.ocspNonce, critical: false, extnValue: inner.toBER() }),
-    ];
-  }
-  return new Uint8Array(req.toSchema(true).toBER());
+  const list = seq(...ids.map((id) => seq(encodeCertId(id))));
+  // requestExtensions [2] EXPLICIT Extensions; nonce extnValue = OCTET STRING { OCTET STRING nonce }.
+  const ext = opts.nonce ? [tlv(0xa2, seq(seq(encodeOid(OID.ocspNonce), octets(octets(opts.nonce)))))] : [];
+  return seq(seq(list, ...ext));
+}
+
+/** RFC 6960 §4.1.1 CertID, hash algorithm with NULL parameters as OpenSSL and most clients send it. */
+export function encodeCertId(id: CertId): Uint8Array {
+  const alg = seq(encodeOid(id.hashAlgorithm === 'sha1' ? OID.sha1 : OID.sha256), NULL_DER);
+  return seq(alg, octets(id.issuerNameHash), octets(id.issuerKeyHash), tlv(TAG.INTEGER, id.serialNumber));
 }
 
 export function parseOcspRequest(der: Uint8Array): ParsedRequest {
-  let req: pkijs.OCSPRequest;
   try {
-    const asn = asn1js.fromBER(der);
-    if (asn.offset === -1 || asn.offset !== der.byteLength) throw new Error(asn.result.error || 'trailing data');
-    req = new pkijs.OCSPRequest({ schema: asn.result });
+    const [tbsT] = children(der, expect(readRoot(der), TAG.SEQUENCE, 'OCSPRequest'));
+    const parts = children(der, expect(tbsT, TAG.SEQUENCE, 'TBSRequest'));
+    let i = 0;
+    if (parts[i]?.tag === ctx(0)) i++; // version
+    if (parts[i]?.tag === ctx(1)) i++; // requestorName
+    const list = children(der, expect(parts[i++], TAG.SEQUENCE, 'requestList'));
+    if (list.length === 0) throw new StaplerError('REQUEST_MALFORMED', 'empty requestList');
+    const certIds = list.map((r) => certIdAt(der, children(der, expect(r, TAG.SEQUENCE, 'Request'))[0])).filter((c): c is CertId => c !== undefined);
+    const ext = parts[i]?.tag === ctx(2) ? extensionValue(der, parts[i]!, OID.ocspNonce) : undefined;
+    const out: ParsedRequest = { certIds: certIds.map(ownCertId), requestCount: list.length };
+    if (ext) out.nonce = nonceValue(ext);
+    return out;
   } catch (cause) {
+    if (cause instanceof StaplerError) throw cause;
     throw new StaplerError('REQUEST_MALFORMED', 'not an OCSPRequest', { cause });
   }
-  const list = req.tbsRequest.requestList;
-  if (list.length === 0) throw new StaplerError('REQUEST_MALFORMED', 'empty requestList');
-  const certIds = list.map((r) => certIdFromPkijs(r.reqCert)).filter((c): c is CertId => c !== undefined);
-  const nonceExt = req.tbsRequest.requestExtensions?.find((e) => e.extnID === OID.ocspNonce);
-  const out: ParsedRequest = { certIds, requestCount: list.length };
-  if (nonceExt) out.nonce = nonceValue(nonceExt.extnValue.valueBlock.valueHexView);
-  return out;
 }
 
-/** RFC 8954 wraps the nonce in an inner OCTET STRING; older clients put raw bytes. Accept both. */
-export function nonceValue(extnValue: Uint8Array): Uint8Array {
-  const inner = asn1js.fromBER(extnValue);
-  if (inner.offset === extnValue.byteLength && inner.result instanceof asn1js.OctetString) {
-    return own(inner.result.valueBlock.valueHexView);
-  }
-  return own(extnValue);
+/** Copies out of the request buffer, so a cached CertID does not keep the whole request alive. */
+function ownCertId(c: CertId): CertId {
+  return { hashAlgorithm: c.hashAlgorithm, issuerNameHash: c.issuerNameHash.slice(), issuerKeyHash: c.issuerKeyHash.slice(), serialNumber: c.serialNumber.slice() };
 }

@@ -1,9 +1,9 @@
 import { StaplerError, type ErrorCode } from '../errors.js';
-import { hash, type HashName } from './bytes.js';
+import { hash } from './bytes.js';
 import type { CertId } from './certid.js';
 import { bitString, children, content, ctx, DerError, expect, oid, readRoot, readTlv, smallInt, TAG, time, whole, type Tlv } from './der.js';
 import { OID } from './oids.js';
-import { nonceValue } from './request.js';
+import { certIdAt, extensionValue, nonceValue } from './ocsp-der.js';
 import { algorithm, type SignatureAlgorithm } from './signature.js';
 
 /** RFC 6960 §4.2.1 CertStatus. */
@@ -44,7 +44,6 @@ const STATUS_CODES: Record<number, ErrorCode> = {
   6: 'OCSP_STATUS_UNAUTHORIZED',
 };
 
-const HASH_OIDS: Record<string, HashName> = { [OID.sha1]: 'sha1', [OID.sha256]: 'sha256' };
 
 /**
  * Parses an OCSPResponse and its BasicOCSPResponse (RFC 6960 §4.2.1). Throws OCSP_STATUS_* for error
@@ -78,7 +77,7 @@ function parseBasic(b: Uint8Array): BasicResponse {
   const producedAt = time(b, expect(parts[i++], TAG.GeneralizedTime, 'producedAt'));
   const responses = children(b, expect(parts[i++], TAG.SEQUENCE, 'responses')).map((r) => singleOf(b, r));
   const extT = parts[i];
-  const nonceExt = extT?.tag === ctx(1) ? extension(b, extT, OID.ocspNonce) : undefined;
+  const nonceExt = extT?.tag === ctx(1) ? extensionValue(b, extT, OID.ocspNonce) : undefined;
   const certs = certsT ? children(b, expect(children(b, expect(certsT, ctx(0), 'certs'))[0], TAG.SEQUENCE, 'certs')).map((c) => whole(b, c)) : [];
   return {
     tbs: whole(b, tbs),
@@ -100,26 +99,7 @@ function responderIdOf(b: Uint8Array, t: Tlv | undefined): ResponderId {
   throw new DerError('responderID');
 }
 
-/** The extnValue content of extension `id` in an [n] EXPLICIT Extensions, if present. */
-function extension(b: Uint8Array, wrapper: Tlv, id: string): Uint8Array | undefined {
-  for (const ext of children(b, expect(readTlv(b, wrapper.body, wrapper.end), TAG.SEQUENCE, 'Extensions'))) {
-    const f = children(b, expect(ext, TAG.SEQUENCE, 'Extension'));
-    if (oid(b, f[0]!) !== id) continue;
-    return content(b, expect(f[f.length - 1], TAG.OCTET_STRING, 'extnValue'));
-  }
-  return undefined;
-}
 
-function certIdOfTlv(b: Uint8Array, t: Tlv | undefined): CertId | undefined {
-  const [alg, nameHash, keyHash, serial] = children(b, expect(t, TAG.SEQUENCE, 'CertID'));
-  const hashAlgorithm = HASH_OIDS[oid(b, children(b, expect(alg, TAG.SEQUENCE, 'hashAlgorithm'))[0]!)];
-  const id = {
-    issuerNameHash: content(b, expect(nameHash, TAG.OCTET_STRING, 'issuerNameHash')),
-    issuerKeyHash: content(b, expect(keyHash, TAG.OCTET_STRING, 'issuerKeyHash')),
-    serialNumber: content(b, expect(serial, TAG.INTEGER, 'serialNumber')),
-  };
-  return hashAlgorithm ? { hashAlgorithm, ...id } : undefined;
-}
 
 /** RFC 6960 §4.2.1: good [0] IMPLICIT NULL, revoked [1] IMPLICIT RevokedInfo, unknown [2] IMPLICIT UnknownInfo. */
 function singleOf(b: Uint8Array, t: Tlv): SingleResult {
@@ -134,7 +114,7 @@ function singleOf(b: Uint8Array, t: Tlv): SingleResult {
     if (reason?.tag === ctx(0)) status.reason = smallInt(b, expect(readTlv(b, reason.body, reason.end), TAG.ENUMERATED, 'revocationReason'));
   } else throw new DerError('certStatus');
   const next = f[3]?.tag === ctx(0) ? time(b, expect(readTlv(b, f[3].body, f[3].end), TAG.GeneralizedTime, 'nextUpdate')) : undefined;
-  return { certId: certIdOfTlv(b, f[0]), status, thisUpdate: time(b, expect(f[2], TAG.GeneralizedTime, 'thisUpdate')), nextUpdate: next };
+  return { certId: certIdAt(b, f[0]), status, thisUpdate: time(b, expect(f[2], TAG.GeneralizedTime, 'thisUpdate')), nextUpdate: next };
 }
 
 /** SHA-1 of a public key BIT STRING value: the RFC 6960 §4.2.1 ResponderID byKey form. */

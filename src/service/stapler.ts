@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { errorCode, StaplerError } from '../errors.js';
 import type { RefreshConfig } from '../config/schema.js';
@@ -72,6 +73,8 @@ export class Stapler {
     this.#o = o;
     this.#rand = o.rand ?? Math.random;
     this.#coordinator = o.coordinator ?? new LocalCoordinator();
+    // Every fetch in flight listens on this one signal (up to fetch.concurrency of them): not a leak.
+    setMaxListeners(0, this.#abort.signal);
     this.#scheduler = new Scheduler({
       clock: o.clock,
       concurrency: o.concurrency,

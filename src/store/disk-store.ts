@@ -44,8 +44,9 @@ export class DiskStapleStore implements StapleStore {
   async put(fp: string, s: StoredStaple): Promise<void> {
     this.#check(fp);
     try {
-      await atomicWrite(join(this.#dir, `${fp}.der`), s.der, 0o640);
-      if (s.meta) await atomicWrite(join(this.#dir, `${fp}.json`), `${JSON.stringify(s.meta, null, 2)}\n`, 0o640);
+      await atomicWrite(join(this.#dir, `${fp}.der`), s.der, 0o640, { durable: false });
+      // Metadata is informational (load decisions rest on the DER alone): atomic, but not fsynced.
+      if (s.meta) await atomicWrite(join(this.#dir, `${fp}.json`), `${JSON.stringify(s.meta, null, 2)}\n`, 0o640, { durable: false, sync: false });
     } catch (e) {
       throw new StaplerError('STORE_IO', `writing ${fp}`, { cause: e });
     }
