@@ -445,8 +445,10 @@ export class Stapler {
     const s = e.staple!;
     const fields = { cert: e.record.name, state: after, previous: before, thisUpdate: s.thisUpdate.toISOString(), nextUpdate: s.nextUpdate.toISOString() };
     if (after === 'revoked') this.#o.log.error({ ...fields, revokedAt: s.status.kind === 'revoked' ? s.status.at.toISOString() : undefined }, 'certificate is REVOKED');
-    else if (before !== after) this.#o.log.info(fields, 'staple state changed');
-    else this.#o.log.debug(fields, 'staple refreshed');
+    // A first staple (pending → good) is the expected course: at start-up that would be one line per
+    // certificate, 100,000 lines for 100,000 certificates. Recoveries and other changes are worth a line.
+    else if (before !== after && before !== 'pending') this.#o.log.info(fields, 'staple state changed');
+    else this.#o.log.debug(fields, before === 'pending' ? 'first staple' : 'staple refreshed');
   }
 
   #emit(record: CertRecord, s: Staple, why: 'fetched' | 'loaded'): void {
