@@ -42,6 +42,11 @@ export class Scheduler {
     return t === undefined ? undefined : new Date(t);
   }
 
+  /** dueAt as epoch milliseconds, without allocating (the serve path asks on every hit). */
+  dueMs(key: string): number | undefined {
+    return this.#due.get(key);
+  }
+
   schedule(key: string, at: Date): void {
     if (this.#stopped) return;
     const t = at.getTime();

@@ -29,8 +29,8 @@ export function createFastPath(o: FastPathOptions): FastPath {
   const fast = ((req: IncomingMessage, res: ServerResponse): boolean => {
     const url = req.url;
     if (req.method !== 'GET' || fast.closing || url === undefined || url.length > o.maxUrlBytes || !url.startsWith(base)) return false;
-    const text = requestTextFromUrl(url, o.pathPrefix);
-    const target = o.cache.target(`g:${text}`, () => getCandidates(text));
+    // Keyed by the raw URL first: repeated requests (nginx, HAProxy) skip the percent-decoding too.
+    const target = o.cache.target(`u:${url}`, () => getCandidates(requestTextFromUrl(url, o.pathPrefix)));
     if (target.kind !== 'certId') return false;
     let a: Answer = { kind: 'unknown' };
     for (const k of target.keys) {

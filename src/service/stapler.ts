@@ -6,7 +6,7 @@ import type { RefreshConfig } from '../config/schema.js';
 import type { ResponderClient } from '../fetch/responder-client.js';
 import { Scheduler } from '../fetch/scheduler.js';
 import { certIdKey, certIdOf, type HashName } from '../pki/certid.js';
-import { backoffMs, isServable, nextRefreshAt, type Rand } from '../pki/freshness.js';
+import { backoffMs, nextRefreshAt, type Rand } from '../pki/freshness.js';
 import { buildOcspRequest } from '../pki/request.js';
 import { verifyOcspResponse, type SignerMemo } from '../pki/verify.js';
 import type { CertRecord } from '../sources/certificates.js';
@@ -170,13 +170,13 @@ export class Stapler {
     const ref = this.#byCertId.get(key);
     if (!ref) return { kind: 'unknown' };
     const { e, alg } = ref;
-    const now = this.#o.clock.now();
-    const margin = this.#o.refresh.marginSeconds;
-    const s = alg === 'sha1' ? servableStaple(e, now, margin) : e.alt && isServable(e.alt.nextUpdate, now, margin) ? e.alt : undefined;
-    if (s) {
-      const due = this.#scheduler.dueAt(alg === 'sha1' ? e.record.name : e.record.name + ALT)?.getTime() ?? Infinity;
-      const until = Math.min(due, s.nextUpdate.getTime() - margin * 1000);
-      return { kind: 'staple', staple: s, maxAgeSeconds: Math.max(0, Math.floor((until - now.getTime()) / 1000)) };
+    const nowMs = this.#o.clock.now().getTime();
+    const s = alg === 'sha1' ? e.staple : e.alt;
+    // Servable while now < nextUpdate − margin (freshness.ts isServable, inlined: this runs per request).
+    const servableUntil = s ? s.nextUpdate.getTime() - this.#o.refresh.marginSeconds * 1000 : 0;
+    if (s && nowMs < servableUntil) {
+      const due = this.#scheduler.dueMs(alg === 'sha1' ? e.record.name : e.record.name + ALT) ?? Infinity;
+      return { kind: 'staple', staple: s, maxAgeSeconds: Math.max(0, Math.floor((Math.min(due, servableUntil) - nowMs) / 1000)) };
     }
     return this.#whenMissing(e, alg);
   }
