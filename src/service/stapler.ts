@@ -11,6 +11,7 @@ import { buildOcspRequest } from '../pki/request.js';
 import { verifyOcspResponse, type SignerMemo } from '../pki/verify.js';
 import type { CertRecord } from '../sources/certificates.js';
 import type { StapleStore } from '../store/store.js';
+import { WriteBehind } from '../store/write-behind.js';
 import type { Clock } from '../util/clock.js';
 import { LocalCoordinator, type FetchCoordinator } from '../fleet/coordinator.js';
 import { servableStaple, stateOf, toStaple, viewOf, type CertificateView, type Entry, type EntryState, type Staple } from './staple.js';
@@ -26,6 +27,8 @@ export interface StaplerOptions {
   /** Send a nonce upstream (off by default, RFC 9919 §2.1). */
   nonce: boolean;
   rand?: Rand;
+  /** Staple writes wait this long and coalesce (see WriteBehind); default 500 ms. */
+  persistDelayMs?: number;
   /** How staples are obtained: fetched (default), or shared across a fleet (src/fleet). */
   coordinator?: FetchCoordinator;
   /** Told of every upstream fetch: responder URL, `ok` or the error code, seconds taken (metrics). */
@@ -62,7 +65,7 @@ export class Stapler {
   readonly #byCertId = new Map<string, { e: Entry; alg: HashName }>();
   readonly #scheduler: Scheduler;
   readonly #memo: SignerMemo = new Map();
-  readonly #writes = new Map<string, Promise<void>>();
+  readonly #writes: WriteBehind;
   readonly #listeners: StapleListener[] = [];
   /** Aborted at stop: a hung upstream must not hold up a SIGTERM (containers get ~10 s). */
   readonly #abort = new AbortController();
@@ -73,6 +76,7 @@ export class Stapler {
     this.#o = o;
     this.#rand = o.rand ?? Math.random;
     this.#coordinator = o.coordinator ?? new LocalCoordinator();
+    this.#writes = new WriteBehind({ delayMs: o.persistDelayMs ?? 500, concurrency: 8, log: o.log });
     // Every fetch in flight listens on this one signal (up to fetch.concurrency of them): not a leak.
     setMaxListeners(0, this.#abort.signal);
     this.#scheduler = new Scheduler({
@@ -161,7 +165,7 @@ export class Stapler {
     this.#abort.abort();
     await this.#scheduler.stop();
     await this.#coordinator.close();
-    await Promise.allSettled([...this.#writes.values()]);
+    await this.#writes.flush();
     this.#o.client.close();
   }
 
@@ -290,7 +294,7 @@ export class Stapler {
     this.#scheduler.remove(name + ALT);
     for (const k of e.keys) if (this.#byCertId.get(k)?.e === e) this.#byCertId.delete(k);
     const shared = [...this.#entries.values()].some((o) => o.record.leaf.fingerprint === dropPersistedFp);
-    if (dropPersistedFp && !shared) void this.#queueWrite(dropPersistedFp, () => this.#o.store.delete(dropPersistedFp));
+    if (dropPersistedFp && !shared) this.#writes.enqueue(dropPersistedFp, () => this.#o.store.delete(dropPersistedFp));
     this.#o.log.info({ cert: name }, 'certificate removed');
   }
 
@@ -471,21 +475,9 @@ export class Stapler {
       thisUpdate: s.thisUpdate.toISOString(),
       nextUpdate: s.nextUpdate.toISOString(),
     };
-    void this.#queueWrite(fp, () => this.#o.store.put(fp, { der: s.body, meta }));
+    this.#writes.enqueue(fp, () => this.#o.store.put(fp, { der: s.body, meta }));
   }
 
-  /** Writes to one key run in order, so an older staple can never land after a newer one. */
-  #queueWrite(fp: string, op: () => Promise<void>): Promise<void> {
-    const prev = this.#writes.get(fp) ?? Promise.resolve();
-    const p = prev
-      .then(op)
-      .catch((err) => this.#o.log.error({ fingerprint: fp, err }, 'persisting staple failed'))
-      .finally(() => {
-        if (this.#writes.get(fp) === p) this.#writes.delete(fp);
-      });
-    this.#writes.set(fp, p);
-    return p;
-  }
 }
 
 function sameCertificate(a: CertRecord, b: CertRecord): boolean {

@@ -174,7 +174,11 @@ describe('staplerd restarts serve persisted staples', { timeout: 60_000 }, () =>
     assert.equal(skipped.length, victims.length, d.output());
     for (const n of NAMES) parseOcspResponse(await stapleOf(d, n));
     assert.ok(responder.stats.requests >= NAMES.length, 'fresh staples came from the upstream');
-    assert.equal((await persisted()).size, NAMES.length, 'the corrupt files were replaced by good ones');
+    // Staples reach the disk a moment later (write-behind): wait for the corrupt files to be replaced.
+    await waitFor('the corrupt files to be replaced by good ones', 5000, async () => {
+      const p = await persisted().catch(() => undefined);
+      return p?.size === NAMES.length ? true : undefined;
+    });
     assert.equal(await d.stop('SIGTERM', 5000), 0, d.output());
     daemon = undefined;
     await responder.close();

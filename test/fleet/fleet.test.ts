@@ -55,9 +55,12 @@ function node(prefix: string, o: { leaseMs?: number; direct?: 'hang' } = {}): No
   const client = new HttpResponderClient({ timeoutMs: 2000, maxResponseBytes: 65536, perHostConcurrency: 16, userAgent: 'fleet-test' });
   stapler = new Stapler({ clock: systemClock, client, store: new MemoryStapleStore({ maxEntries: 1000, maxBytes: 8 << 20 }), log: log.log, refresh, concurrency: 16, nonce: false, coordinator });
   coordinator.onShared((fp) => void stapler.adoptShared(fp));
-  return { stapler, coordinator, log };
+  const n = { stapler, coordinator, log };
+  allNodes.push(n);
+  return n;
 }
 
+const allNodes: Node[] = [];
 const held = (n: Node, count: number) => n.stapler.list().filter((c) => c.state === 'good').length === count;
 
 describe('fleet mode on Redis', { skip }, () => {
@@ -70,6 +73,8 @@ describe('fleet mode on Redis', { skip }, () => {
     responder = await startResponder({ issuer: f.pki.issuer, signer: f.pki.ocspSigner, statuses: new Map(leaves.map((l) => [l.serialHex, { kind: 'good' as const }])) });
   });
   after(async () => {
+    // Also the nodes of a test that failed half-way: their Redis connections would keep the process alive.
+    await Promise.allSettled(allNodes.map((n) => n.stapler.stop()));
     await responder?.close();
     await redis?.stop();
   });
@@ -173,7 +178,10 @@ describe('fleet mode on Redis', { skip }, () => {
     await redis.start();
     await until(() => a.coordinator.status().connected && b.coordinator.status().connected, 'reconnected', 15_000);
     // A's newer staple goes to Redis on reconnect (its resync); B adopts it (announcement or its own resync).
-    await until(() => b.stapler.staple('c0')?.body.toString('hex') === fresh, 'node B to adopt the staple A fetched while Redis was down', 10_000);
-    await Promise.all([a, b].map((n) => n.stapler.stop()));
+    try {
+      await until(() => b.stapler.staple('c0')?.body.toString('hex') === fresh, 'node B to adopt the staple A fetched while Redis was down', 20_000);
+    } finally {
+      await Promise.all([a, b].map((n) => n.stapler.stop()));
+    }
   });
 });

@@ -1,0 +1,79 @@
+import type { Logger } from 'pino';
+
+/**
+ * Staple writes, a moment later and coalesced: the burst of fetches at start-up (or a fleet resync) is not
+ * slowed by thousands of file writes and fsyncs competing for the same CPU, and a staple replaced again
+ * within the delay is written once. Per key the latest operation wins (a delete after a put is a delete),
+ * and operations on one key never overlap, so an older staple can never land after a newer one. `flush`
+ * writes everything pending at once (stop). A crash loses at most the last `delayMs` of staples, which are
+ * then fetched again: files on disk are always complete (atomic writes underneath).
+ */
+export class WriteBehind {
+  readonly #delayMs: number;
+  readonly #concurrency: number;
+  readonly #log: Logger;
+  readonly #pending = new Map<string, () => Promise<void>>();
+  readonly #running = new Map<string, Promise<void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #draining: Promise<void> | undefined;
+
+  constructor(o: { delayMs: number; concurrency: number; log: Logger }) {
+    if (!(o.delayMs >= 0) || !(o.concurrency >= 1)) throw new RangeError('WriteBehind: delayMs >= 0 and concurrency >= 1');
+    this.#delayMs = o.delayMs;
+    this.#concurrency = o.concurrency;
+    this.#log = o.log;
+  }
+
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  enqueue(key: string, op: () => Promise<void>): void {
+    this.#pending.set(key, op);
+    this.#arm();
+  }
+
+  #arm(): void {
+    if (this.#timer || this.#draining) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#drain();
+    }, this.#delayMs);
+    this.#timer.unref();
+  }
+
+  /** Runs everything pending now and waits for it (and for writes already running). */
+  async flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    while (this.#pending.size > 0 || this.#draining) await (this.#draining ?? this.#drain());
+    await Promise.allSettled([...this.#running.values()]);
+  }
+
+  #drain(): Promise<void> {
+    this.#draining ??= (async () => {
+      while (this.#pending.size > 0) {
+        const batch = [...this.#pending];
+        this.#pending.clear();
+        let next = 0;
+        const worker = async () => {
+          for (let i = next++; i < batch.length; i = next++) await this.#run(batch[i]![0], batch[i]![1]);
+        };
+        await Promise.all(Array.from({ length: Math.min(this.#concurrency, batch.length) }, worker));
+      }
+    })().finally(() => {
+      this.#draining = undefined;
+      if (this.#pending.size > 0) this.#arm();
+    });
+    return this.#draining;
+  }
+
+  async #run(key: string, op: () => Promise<void>): Promise<void> {
+    const p = (this.#running.get(key) ?? Promise.resolve())
+      .then(op)
+      .catch((err: unknown) => this.#log.error({ key, err }, 'persisting staple failed'));
+    this.#running.set(key, p);
+    await p;
+    if (this.#running.get(key) === p) this.#running.delete(key);
+  }
+}
