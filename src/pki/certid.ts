@@ -1,4 +1,5 @@
-import { bytesEqual, hash, toHex, type HashName } from './bytes.js';
+import { createHash } from 'node:crypto';
+import { bytesEqual, hash, type HashName } from './bytes.js';
 import { parseCertificate, type CertInfo } from './certificate.js';
 
 export type { HashName } from './bytes.js';
@@ -26,11 +27,15 @@ export function computeCertId(leafDer: Uint8Array, issuerDer: Uint8Array, alg: H
 }
 
 /**
- * Map key for a CertID. Serial bytes are taken as encoded (INTEGER content octets), which is what
- * clients copy from the certificate, so the same certificate always yields the same key.
+ * Map key for a CertID: the hash algorithm and a 144-bit digest of the CertID's content octets (name hash,
+ * key hash, serial as encoded, which is what clients copy from the certificate). Two per certificate are
+ * held for its whole life, so the key is short (25 characters, not the ~170 of the hex fields); the digest
+ * is far beyond accidental collision, and a staple found by a crafted collision would still carry the other
+ * certificate's CertID, which the client checks (RFC 6960 §4.2.2.3).
  */
 export function certIdKey(id: CertId): string {
-  return `${id.hashAlgorithm}:${toHex(id.issuerNameHash)}:${toHex(id.issuerKeyHash)}:${toHex(id.serialNumber)}`;
+  const d = createHash('sha256').update(id.issuerNameHash).update(id.issuerKeyHash).update(id.serialNumber).digest();
+  return (id.hashAlgorithm === 'sha1' ? '1' : '2') + d.toString('base64', 0, 18);
 }
 
 export function certIdEqual(a: CertId, b: CertId): boolean {

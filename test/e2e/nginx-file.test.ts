@@ -14,36 +14,11 @@ import type { CertificateView } from '../../src/service/staple.js';
 import {
   Child, freePort, run, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
 } from '../helpers/processes.js';
+import { nginxConf } from '../helpers/nginx.js';
 
 const bins = suiteBinaries(['nginx', 'openssl'], 'the nginx ssl_stapling_file end-to-end test');
 const TOKEN = 'nginx-file-test-token';
 
-function nginxConf(dir: string, o: { port: number; chain: string; key: string; stapleFile: string }): string {
-  const tmp = (name: string) => join(dir, name);
-  return `# written by test/e2e/nginx-file.test.ts
-pid ${tmp('nginx.pid')};
-error_log ${tmp('error.log')} info;
-worker_processes 1;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${tmp('client_body')};
-  proxy_temp_path ${tmp('proxy')};
-  fastcgi_temp_path ${tmp('fastcgi')};
-  uwsgi_temp_path ${tmp('uwsgi')};
-  scgi_temp_path ${tmp('scgi')};
-  server {
-    listen 127.0.0.1:${o.port} ssl;
-    server_name good.demo.test;
-    ssl_certificate ${o.chain};
-    ssl_certificate_key ${o.key};
-    ssl_stapling on;
-    ssl_stapling_file ${o.stapleFile};
-    location / { return 200 "ok\\n"; }
-  }
-}
-`;
-}
 
 describe('nginx staples the file staplerd writes, and reloads when it changes', { skip: bins.skip, timeout: 60_000 }, () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
@@ -69,7 +44,7 @@ describe('nginx staples the file staplerd writes, and reloads when it changes', 
     port = await freePort();
     conf = join(tmp.dir, 'nginx.conf');
     stapleFile = join(tmp.dir, 'staples', 'good.der');
-    await writeFile(conf, nginxConf(tmp.dir, { port, chain: files.leaves.good.chain, key: files.leaves.good.key, stapleFile }));
+    await writeFile(conf, nginxConf(tmp.dir, { writtenBy: 'test/e2e/nginx-file.test.ts', port, chain: files.leaves.good.chain, key: files.leaves.good.key, stapleFile }));
 
     const config = await writeStaplerdConfig(tmp.dir, {
       listen: { host: '127.0.0.1', port: 0 },

@@ -14,38 +14,11 @@ import type { CertificateView } from '../../src/service/staple.js';
 import {
   Child, freePort, run, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
 } from '../helpers/processes.js';
+import { nginxConf } from '../helpers/nginx.js';
 
 const bins = suiteBinaries(['nginx', 'openssl'], 'the nginx end-to-end test');
 const PREFIX = '/some/prefix';
 
-function nginxConf(dir: string, o: { port: number; chain: string; key: string; trusted: string; responder: string }): string {
-  const tmp = (name: string) => join(dir, name);
-  return `# written by test/e2e/nginx.test.ts
-pid ${tmp('nginx.pid')};
-error_log ${tmp('error.log')} info;
-worker_processes 1;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${tmp('client_body')};
-  proxy_temp_path ${tmp('proxy')};
-  fastcgi_temp_path ${tmp('fastcgi')};
-  uwsgi_temp_path ${tmp('uwsgi')};
-  scgi_temp_path ${tmp('scgi')};
-  server {
-    listen 127.0.0.1:${o.port} ssl;
-    server_name good.demo.test;
-    ssl_certificate ${o.chain};
-    ssl_certificate_key ${o.key};
-    ssl_stapling on;
-    ssl_stapling_verify on;
-    ssl_trusted_certificate ${o.trusted};
-    ssl_stapling_responder ${o.responder};
-    location / { return 200 "ok\\n"; }
-  }
-}
-`;
-}
 
 describe('nginx staples the response staplerd holds', { skip: bins.skip, timeout: 60_000 }, () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
@@ -81,6 +54,7 @@ describe('nginx staples the response staplerd holds', { skip: bins.skip, timeout
     nginxPort = await freePort();
     const conf = join(tmp.dir, 'nginx.conf');
     await writeFile(conf, nginxConf(tmp.dir, {
+      writtenBy: 'test/e2e/nginx.test.ts',
       port: nginxPort, chain: files.leaves.good.chain, key: files.leaves.good.key, trusted, responder: `http://127.0.0.1:${new URL(daemon.url).port}${PREFIX}`,
     }));
     const test = await run(nginxBin, ['-t', '-p', tmp.dir, '-c', conf]);

@@ -15,6 +15,7 @@ import type { CertificateView } from '../../src/service/staple.js';
 import {
   Child, freePort, run, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
 } from '../helpers/processes.js';
+import { nginxConf } from '../helpers/nginx.js';
 
 const bins = suiteBinaries(['curl', 'nginx', 'openssl'], 'the proxy and learning end-to-end tests');
 const UNAUTHORIZED = Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x06]);
@@ -90,34 +91,6 @@ describe('absolute-form requests through staplerd as a proxy (curl -x)', { skip:
   });
 });
 
-function nginxConf(dir: string, o: { port: number; chain: string; key: string; trusted: string; responder: string }): string {
-  const tmp = (name: string) => join(dir, name);
-  return `# written by test/e2e/proxy-learning.test.ts
-pid ${tmp('nginx.pid')};
-error_log ${tmp('error.log')} info;
-worker_processes 1;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${tmp('client_body')};
-  proxy_temp_path ${tmp('proxy')};
-  fastcgi_temp_path ${tmp('fastcgi')};
-  uwsgi_temp_path ${tmp('uwsgi')};
-  scgi_temp_path ${tmp('scgi')};
-  server {
-    listen 127.0.0.1:${o.port} ssl;
-    server_name good.demo.test;
-    ssl_certificate ${o.chain};
-    ssl_certificate_key ${o.key};
-    ssl_stapling on;
-    ssl_stapling_verify on;
-    ssl_trusted_certificate ${o.trusted};
-    ssl_stapling_responder ${o.responder};
-    location / { return 200 "ok\\n"; }
-  }
-}
-`;
-}
 
 describe('learning mode: nginx asks for a certificate staplerd was never configured for', { skip: bins.skip, timeout: 40_000 }, () => {
   let s: Awaited<ReturnType<typeof setup>> | undefined;
@@ -144,7 +117,7 @@ describe('learning mode: nginx asks for a certificate staplerd was never configu
     nginxPort = await freePort();
     const conf = join(s.tmp.dir, 'nginx.conf');
     const responder = `http://127.0.0.1:${new URL(daemon.url).port}/ocsp`;
-    await writeFile(conf, nginxConf(s.tmp.dir, { port: nginxPort, chain: s.files.leaves.good.chain, key: s.files.leaves.good.key, trusted, responder }));
+    await writeFile(conf, nginxConf(s.tmp.dir, { writtenBy: 'test/e2e/proxy-learning.test.ts', port: nginxPort, chain: s.files.leaves.good.chain, key: s.files.leaves.good.key, trusted, responder }));
     nginx = new Child('nginx', nginxBin, ['-p', s.tmp.dir, '-c', conf, '-g', 'daemon off; master_process off;']);
     await waitFor('nginx to accept TLS connections', 10_000, async () => {
       if (!nginx!.running) throw new Error(`nginx exited\n${nginx!.output()}`);

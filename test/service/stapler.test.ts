@@ -64,7 +64,7 @@ describe('Stapler', () => {
     assert.equal(stateOf(r, 'quiet'), 'not_applicable');
     assert.equal(responder.stats.requests - before, 3);
     assert.equal(r.stapler.answer(key()).kind, 'staple');
-    assert.equal(r.stapler.answer('sha1:00:00:00').kind, 'unknown');
+    assert.equal(r.stapler.answer('1AAAAAAAAAAAAAAAAAAAAAAAA').kind, 'unknown');
     assert.equal(r.log.atLeast(40).filter((l) => l.cert === 'quiet').length, 0, 'not applicable is quiet');
     assert.equal(r.log.atLeast(50).filter((l) => l.cert === 'revoked').length, 1, 'revoked is logged at error once');
     await r.stapler.stop();
