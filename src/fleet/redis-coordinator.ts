@@ -28,6 +28,9 @@ export interface RedisCoordinatorOptions {
   onRejected?: (fingerprint: string) => void;
 }
 
+/** Follow-up resynchronisations after a (re)connect, ms. */
+const SETTLE_RESYNC_MS = [2000, 10_000];
+
 /** Deletes the lease only if we still hold it: a lease that expired and was taken by another node stays. */
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
@@ -50,6 +53,7 @@ export class RedisCoordinator implements FetchCoordinator {
   readonly #waiters = new Map<string, Set<() => void>>();
   #connected = false;
   #closed = false;
+  readonly #settle: NodeJS.Timeout[] = [];
 
   constructor(o: RedisCoordinatorOptions) {
     if (!(o.config.leaseMs > 0)) throw new RangeError('RedisCoordinator: lease must be > 0');
@@ -138,6 +142,7 @@ export class RedisCoordinator implements FetchCoordinator {
 
   async close(): Promise<void> {
     this.#closed = true;
+    for (const t of this.#settle) clearTimeout(t);
     for (const set of this.#waiters.values()) for (const w of set) w();
     this.#cmd.disconnect();
     this.#sub.disconnect();
@@ -241,6 +246,13 @@ export class RedisCoordinator implements FetchCoordinator {
     this.#connected = true;
     this.#o.log.info({ url: redact(this.#o.config.url) }, 'shared store (Redis) connected');
     this.#o.onConnected?.();
+    // Other nodes come back at their own pace and republish then; what they announce before our
+    // subscriber is back is not replayed. Resynchronising again a little later settles that race.
+    for (const ms of SETTLE_RESYNC_MS) {
+      const t = setTimeout(() => this.#connected && !this.#closed && this.#o.onConnected?.(), ms);
+      t.unref();
+      this.#settle.push(t);
+    }
   }
 
   #down(why: string): void {
