@@ -3,6 +3,7 @@
  * a ratio against a reference measured in the same run, except the absolute bounds the issue states
  * (p99, start-up time, RSS, idle CPU).
  */
+import type { FleetResult } from './fleet.js';
 import type { PrefetchResult, StartupResult } from './prefetch.js';
 import type { ScaleResult } from './scale.js';
 import type { ServeResults } from './serve.js';
@@ -18,6 +19,7 @@ export interface Results {
   prefetch?: PrefetchResult;
   startup?: StartupResult;
   scale?: ScaleResult;
+  fleet?: FleetResult;
 }
 
 const f = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
@@ -55,6 +57,16 @@ export function judge(r: Results): Target[] {
     const rss = Math.max(sc.rssReadyMB, sc.rssIdleMB);
     t.push({ name: `${sc.certificates} certificates: RSS < 600 MB`, figure: `${f(rss, 1)} MB (peak ${f(sc.peakMB, 1)})`, pass: rss < 600 });
     t.push({ name: `${sc.certificates} certificates: idle CPU < 1% of a core`, figure: `${f(sc.idleCpuPct, 3)} % (${f(sc.idleCpuSecPerMin, 3)} s/min)`, pass: sc.idleCpuPct < 1 });
+  }
+  const fl = r.fleet;
+  if (fl?.kind === 'ran') {
+    const n = fl.certificates;
+    const allGood = fl.fleet.good.every((g) => g === n);
+    t.push({
+      name: `fleet: upstream fetches <= 1.1 x N with ${fl.fleet.nodes} nodes`,
+      figure: `${fl.fleet.upstreamRequests} for N = ${n} (${f(fl.fleet.upstreamRequests / n, 2)} x)${allGood ? '' : ' (NOT all good on every node)'}`,
+      pass: fl.fleet.upstreamRequests <= 1.1 * n && allGood,
+    });
   }
   return t;
 }
@@ -117,6 +129,20 @@ export function render(r: Results, targets: Target[], header: string): string {
         ['RSS at ready / after idle / peak, MB', `${f(sc.rssReadyMB, 1)} / ${f(sc.rssIdleMB, 1)} / ${f(sc.peakMB, 1)}`],
         [`idle CPU over ${f(sc.idleWindowSec, 1)} s: s/min, % of a core`, `${f(sc.idleCpuSecPerMin, 3)} s/min, ${f(sc.idleCpuPct, 3)} %`],
       ]),
+      '',
+    );
+  }
+  const fl = r.fleet;
+  if (fl?.kind === 'skipped') out.push(`fleet case skipped: ${fl.reason}`, '');
+  if (fl?.kind === 'ran') {
+    const row = (label: string, x: typeof fl.single) => [label, f(x.allReadyMs), String(x.upstreamRequests), f(x.upstreamRequests / fl.certificates, 2), x.good.join(' / ')];
+    out.push(
+      table([
+        [`fleet: ${fl.certificates} certificates (redis ${fl.redis})`, 'spawn -> all ready, ms', 'upstream requests', 'per cert', 'good per node'],
+        row('1 node, local store', fl.single),
+        row(`${fl.fleet.nodes} nodes, one Redis`, fl.fleet),
+      ]),
+      `  (${fl.fleet.nodes} nodes without a shared store would ask ${fl.fleet.nodes * fl.certificates}; the nodes start together, each with an empty data dir)`,
       '',
     );
   }

@@ -1,12 +1,14 @@
 /**
- * `npm run bench [-- --quick] [-- --only serve,prefetch,scale] [-- --cpu-prof] [-- --strict]`
+ * `npm run bench [-- --quick] [-- --only serve,prefetch,scale,fleet] [-- --cpu-prof] [-- --strict]`
  *
  * Measures staplerd against references taken in the same run (issue 5) and prints a table; the same
  * figures go to bench/results/latest.json. Every server, responder and load generator is its own process.
  *   --quick     smoke run for CI: 0.5 s warm-up + 1 s per load (full: 2 alternating runs of 2 s + 5 s), 500 certificates for
  *               prefetch/start-up, 2,000 for scale, 3 s idle window: about 45 s while loading a certificate costs ~1.5 ms
- *   --prefetch-certs N, --scale-certs N   override the sizes of cases 3-4 and 5
- *   --only      run some of the cases: serve (1, 2), prefetch (3, 4), scale (5)
+ *               (fleet: 200 certificates, full 2,000)
+ *   --prefetch-certs N, --scale-certs N, --fleet-certs N   override the sizes of cases 3-4, 5 and 6
+ *   --only      run some of the cases: serve (1, 2), prefetch (3, 4), scale (5), fleet (6; skipped, and said so,
+ *               without redis-server)
  *   --cpu-prof  run every daemon with node --cpu-prof; each case's top self-time functions are printed
  *               (profiles stay in $TMPDIR/staplerd-bench-prof-*; summarise one with node dist/bench/profile.js DIR)
  *   --strict    exit 1 when a target is missed (a case that fails to run always exits 1)
@@ -16,6 +18,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { fleetCase } from './fleet.js';
 import { prefetchAndStartup } from './prefetch.js';
 import { summariseProfiles, type ProfileLine } from './profile.js';
 import { judge, render, type Results } from './report.js';
@@ -31,6 +34,8 @@ interface Sizes {
   serveCerts: number;
   prefetchCerts: number;
   scaleCerts: number;
+  /** Certificates of the fleet case (1 node, then 5 sharing Redis). */
+  fleetCerts: number;
   idleSec: number;
   restarts: number;
   /** fetch.concurrency = fetch.perHostConcurrency = plain client concurrency. */
@@ -38,9 +43,9 @@ interface Sizes {
 }
 
 const FULL: Sizes = {
-  connections: 50, warmupSec: 2, durationSec: 5, rounds: 2, serveCerts: 1000, prefetchCerts: 10_000, scaleCerts: 100_000, idleSec: 20, restarts: 3, fetchConcurrency: 64,
+  connections: 50, warmupSec: 2, durationSec: 5, rounds: 2, serveCerts: 1000, prefetchCerts: 10_000, scaleCerts: 100_000, fleetCerts: 2000, idleSec: 20, restarts: 3, fetchConcurrency: 64,
 };
-const QUICK: Sizes = { ...FULL, warmupSec: 0.5, durationSec: 1, rounds: 1, prefetchCerts: 500, scaleCerts: 2000, idleSec: 3, restarts: 1 };
+const QUICK: Sizes = { ...FULL, warmupSec: 0.5, durationSec: 1, rounds: 1, prefetchCerts: 500, scaleCerts: 2000, fleetCerts: 200, idleSec: 3, restarts: 1 };
 
 /** The daemon's log level in every case: the shipped default, so per-certificate log lines count. */
 const LOG_LEVEL = 'info';
@@ -51,13 +56,14 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean' }, only: { type: 'string' }, 'cpu-prof': { type: 'boolean' }, strict: { type: 'boolean' },
-      'prefetch-certs': { type: 'string' }, 'scale-certs': { type: 'string' },
+      'prefetch-certs': { type: 'string' }, 'scale-certs': { type: 'string' }, 'fleet-certs': { type: 'string' },
     },
   });
   const sizes = { ...(values.quick ? QUICK : FULL) };
   if (values['prefetch-certs']) sizes.prefetchCerts = Number(values['prefetch-certs']);
   if (values['scale-certs']) sizes.scaleCerts = Number(values['scale-certs']);
-  const only = new Set((values.only ?? 'serve,prefetch,scale').split(','));
+  if (values['fleet-certs']) sizes.fleetCerts = Number(values['fleet-certs']);
+  const only = new Set((values.only ?? 'serve,prefetch,scale,fleet').split(','));
   const started = new Date();
   const results: Results = {};
   const errors: Record<string, string> = {};
@@ -91,6 +97,10 @@ async function main(): Promise<number> {
   await attempt('scale', async () => {
     results.scale = await scaleCase({ certs: sizes.scaleCerts, idleSec: sizes.idleSec, concurrency: sizes.fetchConcurrency, logLevel: LOG_LEVEL, nodeArgs: argsFor('scale') });
   });
+  await attempt('fleet', async () => {
+    results.fleet = await fleetCase({ certs: sizes.fleetCerts, concurrency: sizes.fetchConcurrency, logLevel: LOG_LEVEL, nodeArgs: argsFor('fleet') });
+    if (results.fleet.kind === 'skipped') say(`fleet case skipped: ${results.fleet.reason}`);
+  });
 
   const targets = judge(results);
   const mode = values.quick ? 'quick (smoke sizes; targets are stated for the full sizes)' : 'full';
@@ -98,7 +108,7 @@ async function main(): Promise<number> {
     `${sizes.connections} connections, serve rows ${sizes.rounds} x (${sizes.warmupSec} s warm-up + ${sizes.durationSec} s) per server, fetch concurrency ${sizes.fetchConcurrency}`;
   const profiles: Record<string, ProfileLine[]> = {};
   let text = render(results, targets, header);
-  for (const name of profRoot ? ['serve', 'prefetch', 'startup', 'scale'] : []) {
+  for (const name of profRoot ? ['serve', 'prefetch', 'startup', 'scale', 'fleet'] : []) {
     const window = name === 'serve' ? results.serve?.loadWindowUs : undefined;
     const p = await summariseProfiles(join(profRoot!, name), 25, window).catch(() => undefined);
     if (!p) continue;

@@ -77,6 +77,8 @@ async function makeCoordinator(cfg: Config, log: Logger, o: { onConnected: () =>
     onConnected: o.onConnected,
   });
   coordinator.start();
+  // Give Redis a moment before the first fetches, so that a fleet starting together shares from the start.
+  await coordinator.ready(Math.min(2000, r.commandTimeoutMs));
   return coordinator;
 }
 
@@ -93,11 +95,13 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     perHostConcurrency: cfg.fetch.perHostConcurrency,
     userAgent: cfg.fetch.userAgent,
   });
-  let stapler!: Stapler;
+  // Redis may connect before the Stapler exists (makeCoordinator waits a moment for it): until then a
+  // resynchronisation has nothing to do.
+  let resyncShared: () => Promise<void> = async () => undefined;
   const coordinator = await makeCoordinator(cfg, log, {
     onConnected: () => void resyncShared(),
   });
-  stapler = new Stapler({
+  const stapler = new Stapler({
     clock,
     coordinator,
     client,
@@ -111,7 +115,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   const metrics = new Metrics(stapler, { marginSeconds: cfg.refresh.marginSeconds });
   coordinator.onShared((fp) => void stapler.adoptShared(fp));
   // When Redis comes (back): share what we fetched meanwhile, take what others did.
-  const resyncShared = () => (coordinator instanceof RedisCoordinator ? resyncWithFleet(coordinator, stapler, log) : Promise.resolve());
+  if (coordinator instanceof RedisCoordinator) resyncShared = () => resyncWithFleet(coordinator, stapler, log);
   const sinkList: StapleSink[] = [...cfg.sinks.files.map((c) => new FileSink(c, log)), ...cfg.sinks.haproxy.map((c) => new HaproxySink(c, log))];
   const sinks = new SinkRunner({
     sinks: sinkList,

@@ -95,6 +95,12 @@ export class RedisCoordinator implements FetchCoordinator {
     void this.#sub.connect().catch(() => undefined);
   }
 
+  /** Resolves once connected, or after `ms` regardless: the first fetches should share, but never wait long. */
+  async ready(ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    while (!this.#connected && !this.#closed && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+  }
+
   status(): { kind: 'redis'; connected: boolean } {
     return { kind: 'redis', connected: this.#connected };
   }
@@ -119,8 +125,17 @@ export class RedisCoordinator implements FetchCoordinator {
       if (plan.kind === 'direct') return { ...(await r.direct()), source: 'fetched' };
       if (plan.kind === 'lease') {
         try {
+          // The previous holder may have shared its staple and let go between our read and our SET NX.
+          const meanwhile = await this.#usableShared(r).catch(() => undefined);
+          if (meanwhile) return meanwhile;
           const got = await r.direct();
-          await this.#publish(r.fingerprint, got.staple).catch((e: Error) => this.#o.log.warn({ cert: r.name, err: e.message }, 'could not share a fetched staple'));
+          const wrote = await this.#publish(r.fingerprint, got.staple).catch((e: Error) => {
+            this.#o.log.warn({ cert: r.name, err: e.message }, 'could not share a fetched staple');
+            return true;
+          });
+          // Another node's response for the same window is already shared: serve that one, so that every
+          // node serves the same bytes (two fetches in one second differ only in their signatures).
+          if (!wrote) return (await this.#usableShared(r).catch(() => undefined)) ?? { ...got, source: 'fetched' };
           return { ...got, source: 'fetched' };
         } finally {
           await this.#cmd.eval(RELEASE, 1, this.#key('lease', r.fingerprint), plan.token).catch(() => undefined);
@@ -223,8 +238,8 @@ export class RedisCoordinator implements FetchCoordinator {
   /** Writes our staple unless the shared one is newer; the TTL ends at nextUpdate. Returns whether it wrote. */
   async #publish(fp: string, s: Staple, checked = true): Promise<boolean> {
     const existing = await this.#read(fp);
-    if (existing && existing.thisUpdate > s.thisUpdate.getTime()) return false;
-    if (!checked && existing && existing.thisUpdate === s.thisUpdate.getTime()) return false;
+    // Never replace a newer shared staple, nor one for the same window (the fleet keeps one set of bytes).
+    if (existing && existing.thisUpdate >= s.thisUpdate.getTime()) return false;
     const ttl = s.nextUpdate.getTime() - Date.now();
     if (ttl <= 1000) return false;
     const rec: SharedRecord = { der: s.body.toString('base64'), thisUpdate: s.thisUpdate.getTime(), nextUpdate: s.nextUpdate.getTime(), checkedAt: checked ? Date.now() : existing?.checkedAt ?? 0, node: this.#node };
