@@ -19,7 +19,6 @@ import { nginxConf } from '../helpers/nginx.js';
 const bins = suiteBinaries(['nginx', 'openssl'], 'the nginx ssl_stapling_file end-to-end test');
 const TOKEN = 'nginx-file-test-token';
 
-
 describe('nginx staples the file staplerd writes, and reloads when it changes', { skip: bins.skip, timeout: 60_000 }, () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
   let responder: DemoResponder | undefined;

@@ -19,7 +19,6 @@ import { nginxConf } from '../helpers/nginx.js';
 const bins = suiteBinaries(['nginx', 'openssl'], 'the nginx end-to-end test');
 const PREFIX = '/some/prefix';
 
-
 describe('nginx staples the response staplerd holds', { skip: bins.skip, timeout: 60_000 }, () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
   let responder: DemoResponder | undefined;

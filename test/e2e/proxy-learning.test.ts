@@ -91,7 +91,6 @@ describe('absolute-form requests through staplerd as a proxy (curl -x)', { skip:
   });
 });
 
-
 describe('learning mode: nginx asks for a certificate staplerd was never configured for', { skip: bins.skip, timeout: 40_000 }, () => {
   let s: Awaited<ReturnType<typeof setup>> | undefined;
   let daemon: Staplerd | undefined;
