@@ -4,7 +4,7 @@ import type { Config } from './config/schema.js';
 import { readFile } from 'node:fs/promises';
 import { StaplerError } from './errors.js';
 import { LocalCoordinator, type FetchCoordinator } from './fleet/coordinator.js';
-import { RedisCoordinator } from './fleet/redis-coordinator.js';
+import type { RedisCoordinator } from './fleet/redis-coordinator.js';
 import { resyncWithFleet } from './fleet/resync.js';
 import { HttpResponderClient } from './fetch/responder-client.js';
 import { buildApp } from './http/app.js';
@@ -68,6 +68,8 @@ async function makeCoordinator(cfg: Config, log: Logger, o: { onConnected: () =>
     }
   };
   const password = process.env.STAPLERD_REDIS_PASSWORD || (r.passwordFile ? (await read(r.passwordFile, 'passwordFile')).toString('utf8').trim() : undefined);
+  // Loaded only in fleet mode: the Redis client is a sizeable module a single node never needs.
+  const { RedisCoordinator } = await import('./fleet/redis-coordinator.js');
   const coordinator = new RedisCoordinator({
     config: r,
     password,
@@ -115,7 +117,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   const metrics = new Metrics(stapler, { marginSeconds: cfg.refresh.marginSeconds });
   coordinator.onShared((fp) => void stapler.adoptShared(fp));
   // When Redis comes (back): share what we fetched meanwhile, take what others did.
-  if (coordinator instanceof RedisCoordinator) resyncShared = () => resyncWithFleet(coordinator, stapler, log);
+  if (cfg.store.kind === 'redis') resyncShared = () => resyncWithFleet(coordinator as RedisCoordinator, stapler, log);
   const sinkList: StapleSink[] = [...cfg.sinks.files.map((c) => new FileSink(c, log)), ...cfg.sinks.haproxy.map((c) => new HaproxySink(c, log))];
   const sinks = new SinkRunner({
     sinks: sinkList,

@@ -1,8 +1,6 @@
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
 import { constants, verify, type KeyObject } from 'node:crypto';
 import { StaplerError } from '../errors.js';
-import { children, expect, oid, TAG, whole, type Tlv } from './der.js';
+import { children, ctx, expect, oid, readRoot, readTlv, smallInt, TAG, whole, type Tlv } from './der.js';
 
 /** Signature algorithms seen on OCSP responses, mapped to node:crypto digests (null: the key decides). */
 const DIGEST: Record<string, string | null> = {
@@ -56,10 +54,19 @@ export function verifySignature(alg: SignatureAlgorithm, data: Uint8Array, sig: 
 
 /** RFC 4055 §3.1 RSASSA-PSS-params; defaults are SHA-1 and salt length 20. */
 function pssParams(der: Uint8Array | undefined): { hash: string; saltLength: number } {
-  const params = der ? asn1js.fromBER(der).result : undefined;
-  if (!params || params instanceof asn1js.Null) return { hash: 'sha1', saltLength: 20 };
-  const p = new pkijs.RSASSAPSSParams({ schema: params });
-  const hash = HASH_NAMES[p.hashAlgorithm.algorithmId];
-  if (!hash) throw new StaplerError('OCSP_UNSUPPORTED_ALGORITHM', `RSASSA-PSS with ${p.hashAlgorithm.algorithmId}`);
-  return { hash, saltLength: p.saltLength };
+  let hashOid = '1.3.14.3.2.26';
+  let saltLength = 20;
+  if (der) {
+    const root = readRoot(der);
+    if (root.tag === TAG.SEQUENCE) {
+      for (const f of children(der, root)) {
+        const inner = readTlv(der, f.body, f.end);
+        if (f.tag === ctx(0)) hashOid = oid(der, children(der, expect(inner, TAG.SEQUENCE, 'hashAlgorithm'))[0]!);
+        else if (f.tag === ctx(2)) saltLength = smallInt(der, expect(inner, TAG.INTEGER, 'saltLength'));
+      }
+    }
+  }
+  const hash = HASH_NAMES[hashOid];
+  if (!hash) throw new StaplerError('OCSP_UNSUPPORTED_ALGORITHM', `RSASSA-PSS with ${hashOid}`);
+  return { hash, saltLength };
 }
