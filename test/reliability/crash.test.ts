@@ -86,6 +86,9 @@ describe('SIGKILL during a burst of refreshes and disk writes', { timeout: 60_00
       const now = await readdir(join(st.dataDir, 'staples'));
       for (const t of leftovers) assert.ok(!now.includes(t), `temp file ${t} from the last crash survived the restart`);
       await d.waitReady(20_000);
+      // Staples reach the disk up to 500 ms after they are fetched (write-behind, README "Persistence"):
+      // the kill comes once every certificate has a file, in the middle of the refresh-and-write churn.
+      await waitFor('a staple file for every certificate', 10_000, async () => ((await checkStapleFiles(st).catch(() => undefined))?.ders === CERTS ? true : undefined));
       const writesBefore = st.responder!.stats.requests;
       await sleep(300 + Math.floor(Math.random() * 900));
       assert.ok(st.responder!.stats.requests > writesBefore, 'refreshes were running when the process was killed');
