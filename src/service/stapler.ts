@@ -12,9 +12,11 @@ import { verifyOcspResponse, type SignerMemo } from '../pki/verify.js';
 import type { CertRecord } from '../sources/certificates.js';
 import type { StapleStore } from '../store/store.js';
 import { WriteBehind } from '../store/write-behind.js';
+import { logFetchFailure, logNewStaple, retryDelayMs } from './transitions.js';
+import { forEachLimited } from '../util/pool.js';
 import type { Clock } from '../util/clock.js';
 import { LocalCoordinator, type FetchCoordinator } from '../fleet/coordinator.js';
-import { servableStaple, stateOf, toStaple, viewOf, type CertificateView, type Entry, type EntryState, type Staple } from './staple.js';
+import { servableStaple, stateOf, toStaple, viewOf, type CertificateView, type Entry, type Staple } from './staple.js';
 
 export interface StaplerOptions {
   clock: Clock;
@@ -153,12 +155,8 @@ export class Stapler {
   }
 
   /** Primes entries a bounded number at a time: 100,000 at once would open 100,000 files. */
-  async #primeAll(entries: Entry[]): Promise<void> {
-    let next = 0;
-    const worker = async () => {
-      for (let i = next++; i < entries.length; i = next++) await this.#prime(entries[i]!);
-    };
-    await Promise.all(Array.from({ length: Math.min(PRIME_CONCURRENCY, entries.length) }, worker));
+  #primeAll(entries: Entry[]): Promise<void> {
+    return forEachLimited(entries, PRIME_CONCURRENCY, (e) => this.#prime(e));
   }
 
   async stop(): Promise<void> {
@@ -407,7 +405,7 @@ export class Stapler {
     e.failures = 0;
     e.lastError = undefined;
     const after = stateOf(e, now, this.#o.refresh.marginSeconds);
-    if (changed || after !== e.reported) this.#logTransition(e, e.reported, after);
+    if (changed || after !== e.reported) logNewStaple(this.#o.log, e, e.reported, after);
     e.reported = after;
     if (changed) {
       this.#persist(e, fresh);
@@ -428,31 +426,10 @@ export class Stapler {
     const after = stateOf(e, now, this.#o.refresh.marginSeconds);
     const changed = after !== e.reported;
     e.reported = after;
-    let delay = backoffMs(e.failures, this.#o.refresh, this.#rand, err instanceof StaplerError ? err.retryAfter : undefined);
-    // However long the backoff has grown, try once more 30 s before the held staple stops being servable,
-    // and once right after, so that losing it is noticed and logged at that moment, not an hour later.
-    const servableIn = e.staple ? e.staple.nextUpdate.getTime() - this.#o.refresh.marginSeconds * 1000 - now.getTime() : -1;
-    if (servableIn > 60_000) delay = Math.min(delay, servableIn - 30_000);
-    else if (servableIn >= 0) delay = Math.min(delay, servableIn + 1);
-    const fields = { cert: e.record.name, code, error: e.lastError.message, failures: e.failures, state: after, retryInSeconds: Math.round(delay / 1000) };
-    // One line per change, not per attempt: a responder that stays down does not flood the log.
-    if (changed || !repeated) {
-      const level = after === 'failing' && e.record.leaf.mustStaple ? 'error' : 'warn';
-      this.#o.log[level](fields, after === 'failing' && e.record.leaf.mustStaple ? 'must-staple certificate has no valid staple' : 'OCSP fetch failed');
-    } else {
-      this.#o.log.debug(fields, 'OCSP fetch failed again');
-    }
+    const backoff = backoffMs(e.failures, this.#o.refresh, this.#rand, err instanceof StaplerError ? err.retryAfter : undefined);
+    const delay = retryDelayMs(e, now.getTime(), this.#o.refresh, backoff);
+    logFetchFailure(this.#o.log, e, { state: after, changed, repeated, delayMs: delay });
     return new Date(now.getTime() + delay);
-  }
-
-  #logTransition(e: Entry, before: EntryState, after: EntryState): void {
-    const s = e.staple!;
-    const fields = { cert: e.record.name, state: after, previous: before, thisUpdate: s.thisUpdate.toISOString(), nextUpdate: s.nextUpdate.toISOString() };
-    if (after === 'revoked') this.#o.log.error({ ...fields, revokedAt: s.status.kind === 'revoked' ? s.status.at.toISOString() : undefined }, 'certificate is REVOKED');
-    // A first staple (pending → good) is the expected course: at start-up that would be one line per
-    // certificate, 100,000 lines for 100,000 certificates. Recoveries and other changes are worth a line.
-    else if (before !== after && before !== 'pending') this.#o.log.info(fields, 'staple state changed');
-    else this.#o.log.debug(fields, before === 'pending' ? 'first staple' : 'staple refreshed');
   }
 
   #emit(record: CertRecord, s: Staple, why: 'fetched' | 'loaded'): void {

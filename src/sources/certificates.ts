@@ -5,6 +5,7 @@ import { bytesEqual } from '../pki/bytes.js';
 import { isIssuedBy, parseCertificate, type CertInfo } from '../pki/certificate.js';
 import { certificatesFromPem } from '../pki/pem.js';
 import type { DirectoryConfig } from '../config/schema.js';
+import { forEachLimited } from '../util/pool.js';
 
 /** A certificate staplerd keeps a staple for, with everything needed to fetch and check it. */
 export interface CertRecord {
@@ -99,19 +100,15 @@ export async function scanDirectory(d: DirectoryConfig, cache = new ParseCache()
     throw new StaplerError('CERT_FILE', `directory ${d.path}: ${(cause as Error).message}`, { cause });
   }
   const results: Array<CertRecord | { file: string; error: StaplerError }> = new Array(names.length);
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < names.length; i = next++) {
-      const file = join(d.path, names[i]!);
-      try {
-        results[i] = await loadRecord({ name: nameFromFile(names[i]!), chain: file, issuer: d.issuer, responder: d.responder }, cache);
-      } catch (e) {
-        if (!(e instanceof StaplerError)) throw e;
-        results[i] = { file, error: e };
-      }
+  await forEachLimited(names, SCAN_CONCURRENCY, async (n, i) => {
+    const file = join(d.path, n);
+    try {
+      results[i] = await loadRecord({ name: nameFromFile(n), chain: file, issuer: d.issuer, responder: d.responder }, cache);
+    } catch (e) {
+      if (!(e instanceof StaplerError)) throw e;
+      results[i] = { file, error: e };
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(SCAN_CONCURRENCY, names.length) }, worker));
+  });
   const out: DirectoryScan = { records: [], rejected: [] };
   for (const r of results) {
     if ('leaf' in r) out.records.push(r);

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { forEachLimited } from '../util/pool.js';
 
 /**
  * Staple writes, a moment later and coalesced: the burst of fetches at start-up (or a fleet resync) is not
@@ -55,11 +56,7 @@ export class WriteBehind {
       while (this.#pending.size > 0) {
         const batch = [...this.#pending];
         this.#pending.clear();
-        let next = 0;
-        const worker = async () => {
-          for (let i = next++; i < batch.length; i = next++) await this.#run(batch[i]![0], batch[i]![1]);
-        };
-        await Promise.all(Array.from({ length: Math.min(this.#concurrency, batch.length) }, worker));
+        await forEachLimited(batch, this.#concurrency, ([key, op]) => this.#run(key, op));
       }
     })().finally(() => {
       this.#draining = undefined;
