@@ -2,6 +2,7 @@ import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
@@ -190,4 +191,59 @@ describe('HookRunner', () => {
     await hooks.stop();
     assert.equal((await readFile(out, 'utf8')).trim(), `revoked www ${f.good.serialHex}`);
   });
+
+  test('posts JSON to the webhook URL, and reports a failing one', async () => {
+    const got: Array<Record<string, string>> = [];
+    const server = createHttpServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const event = JSON.parse(body) as Record<string, string>;
+        got.push({ ...event, contentType: req.headers['content-type'] ?? '' });
+        res.writeHead(event.name === 'api' ? 500 : 204).end(); // the receiver fails for one certificate
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`;
+    const results: string[] = [];
+    const hooks = new HookRunner({ hooks: { revoked: { url, timeoutMs: 2000 } }, log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r) });
+    hooks.onStaple(rec('www'), stapleFor(), 'fetched');
+    hooks.onStaple(rec('www'), stapleFor(f.good, 0, 'revoked'), 'fetched');
+    hooks.onStaple(rec('api'), stapleFor(), 'fetched');
+    hooks.onStaple(rec('api'), stapleFor(f.good, 0, 'revoked'), 'fetched');
+    await hooks.stop();
+    server.close();
+    assert.equal(got.length, 2);
+    const www = got.find((g) => g.name === 'www')!;
+    assert.equal(www.event, 'revoked');
+    assert.equal(www.serial, f.good.serialHex);
+    assert.equal(www.contentType, 'application/json');
+    assert.deepEqual(results.sort(), ['error', 'ok']);
+  });
+
+  test('fires must_staple_expiring once per staple when a must-staple staple nears its end or is missing', async () => {
+    const d = await tmp();
+    const out = join(d, 'expiring.out');
+    const now = f.now.getTime();
+    const view = (name: string, nextUpdateInMs: number | null, mustStaple = true) =>
+      ({
+        name, serial: 'ab', subject: 'CN=x', mustStaple, ocspUrl: 'http://127.0.0.1:9/', state: nextUpdateInMs === null ? 'failing' : 'good',
+        thisUpdate: nextUpdateInMs === null ? null : new Date(now - 60_000).toISOString(),
+        nextUpdate: nextUpdateInMs === null ? null : new Date(now + nextUpdateInMs).toISOString(),
+        lastError: null,
+      }) as never;
+    const views = [view('soon', 20 * 60_000), view('fine', 5 * 3600_000), view('none', null), view('plain', 60_000, false)];
+    const hooks = new HookRunner({
+      hooks: { mustStapleExpiring: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME" >> ${out}`], timeoutMs: 5000, withinSeconds: 3600 } },
+      log: captureLog().log,
+      list: () => views,
+      marginSeconds: 300,
+      now: () => f.now,
+    });
+    hooks.check();
+    hooks.check();
+    await hooks.stop();
+    assert.deepEqual((await readFile(out, 'utf8')).trim().split('\n').sort(), ['must_staple_expiring none', 'must_staple_expiring soon']);
+  });
 });
+
