@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { StaplerError } from '../errors.js';
 import { bytesEqual } from '../pki/bytes.js';
-import { isIssuedBy, parseCertificate, type CertInfo } from '../pki/certificate.js';
+import { compactLeaf, isIssuedBy, parseCertificate, type CertInfo } from '../pki/certificate.js';
 import { certificatesFromPem } from '../pki/pem.js';
 import type { DirectoryConfig } from '../config/schema.js';
 import { forEachLimited } from '../util/pool.js';
@@ -66,7 +66,7 @@ export async function loadRecord(
         (c.issuer ? ` in ${c.issuer}` : ' (add the issuer to the chain or set `issuer:`)'),
     );
   }
-  return { name: c.name, source: c.chain, leaf, issuer, url: c.responder ?? leaf.ocspUrls[0] };
+  return { name: c.name, source: c.chain, leaf: compactLeaf(leaf), issuer, url: c.responder ?? leaf.ocspUrls[0] };
 }
 
 /** `*.pem`, `fullchain-?.crt`: shell-style file name patterns, no path separators. */

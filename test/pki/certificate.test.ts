@@ -4,8 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isIssuedBy, parseCertificate } from '../../src/pki/certificate.js';
-import { certIdKey } from '../../src/pki/certid.js';
+import { compactLeaf, isIssuedBy, parseCertificate } from '../../src/pki/certificate.js';
+import { certIdKey, certIdOf } from '../../src/pki/certid.js';
 import { certificatesFromPem } from '../../src/pki/pem.js';
 import { buildOcspRequest, parseOcspRequest } from '../../src/pki/request.js';
 import { isStaplerError } from '../../src/errors.js';
@@ -84,4 +84,13 @@ test('refuses requests that are not OCSPRequests', () => {
   }
   const good = buildOcspRequest([f.certId(f.good)]);
   assert.throws(() => parseOcspRequest(Buffer.concat([good, Buffer.from([0, 0])])), (e: unknown) => isStaplerError(e) && e.code === 'REQUEST_MALFORMED');
+});
+
+test('a compacted leaf keeps its CertIDs and identity but not its DER', () => {
+  const c = compactLeaf(f.good);
+  assert.equal(c.der.byteLength, 0);
+  assert.equal(c.fingerprint, f.good.fingerprint);
+  assert.equal(c.serialHex, f.good.serialHex);
+  for (const alg of ['sha1', 'sha256'] as const) assert.equal(certIdKey(certIdOf(c, f.issuer, alg)), certIdKey(certIdOf(f.good, f.issuer, alg)));
+  assert.notEqual(c.serialNumber.buffer, f.good.der.buffer, 'the serial is copied out, so the DER can be freed');
 });
