@@ -37,7 +37,7 @@ export function createFastPath(o: FastPathOptions): FastPath {
       a = o.answer(k);
       if (a.kind !== 'unknown') break;
     }
-    if (a.kind !== 'staple' || req.headers['if-none-match'] !== undefined) return false;
+    if (a.kind !== 'staple' || hasConditional(req.rawHeaders)) return false;
     const s = a.staple;
     res.writeHead(200, {
       'content-type': OCSP_CONTENT_TYPE,
@@ -53,4 +53,16 @@ export function createFastPath(o: FastPathOptions): FastPath {
   }) as FastPath;
   fast.closing = false;
   return fast;
+}
+
+/**
+ * Whether the request carries If-None-Match (conditional requests are the Fastify route's). Scans the raw
+ * header list: reading `req.headers` would build a headers object for every hit, which bare node does not.
+ */
+function hasConditional(raw: string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!;
+    if (k.length === 13 && k.toLowerCase() === 'if-none-match') return true;
+  }
+  return false;
 }

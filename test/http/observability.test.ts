@@ -121,3 +121,18 @@ describe('staplerd status', () => {
     assert.equal(t[0]!.indexOf('STATE'), t[1]!.indexOf(t[1]!.split(/\s+/)[1]!));
   });
 });
+
+describe('fast path over a real socket', () => {
+  test('a hit is served with the staple; If-None-Match still gets its 304 (through the Fastify route)', async () => {
+    const path = `${url}/ocsp/${encodeURIComponent(Buffer.from(buildOcspRequest([f.certId(f.good)])).toString('base64'))}`;
+    const hit = await fetch(path);
+    assert.equal(hit.status, 200);
+    assert.equal(hit.headers.get('content-type'), 'application/ocsp-response');
+    const etag = hit.headers.get('etag')!;
+    assert.match(etag, /^"[0-9a-f]{64}"$/);
+    assert.ok((await hit.arrayBuffer()).byteLength > 100);
+    const again = await fetch(path, { headers: { 'If-None-Match': etag } });
+    assert.equal(again.status, 304);
+  });
+});
+
