@@ -10,19 +10,10 @@ export function toHex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
 
-export function fromHex(h: string): Uint8Array {
-  return new Uint8Array(Buffer.from(h, 'hex'));
-}
-
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
   for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** A copy that owns its own ArrayBuffer (asn1js views share the whole input buffer). */
-export function own(view: ArrayBuffer | Uint8Array): Uint8Array {
-  return view instanceof Uint8Array ? view.slice() : new Uint8Array(view.slice(0));
 }
 
 /** ArrayBuffer holding exactly these bytes, as asn1js and pkijs constructors want. */
