@@ -8,12 +8,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { spawnDaemon, statesOf, waitReady, type RunningDaemon } from './daemon.js';
 import { createFixture, type Fixture } from './fixture.js';
 import { pollUntil } from './proc.js';
+import { freePort } from '../src/util/net.js';
 
 export const FLEET_NODES = 5;
 
@@ -52,16 +53,6 @@ function findRedisServer(): string | undefined {
   return undefined;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('freePort: no address'))));
-    });
-  });
-}
 
 /** Sends one inline command and resolves with the first reply chunk, or undefined when nothing listens. */
 function redisSay(port: number, command: string): Promise<string | undefined> {

@@ -5,10 +5,10 @@
  * it with a generated config. Then it shows what staplerd serves and the commands to look for yourself.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../config/load.js';
+import { freePort } from '../util/net.js';
 import { startDaemon, type Daemon } from '../daemon.js';
 import { createLogger } from '../main.js';
 import { createDemoPki, demoStatuses, issueCertificate, writeDemoPki } from './ca.js';
@@ -22,16 +22,6 @@ export interface DemoOptions {
   once?: boolean;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
 
 export interface DemoSetup {
   dir: string;

@@ -6,28 +6,17 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDemoPki, writeDemoPki, type DemoPkiFiles } from '../../src/demo/index.js';
 import { OPENSSL, ocspQuery } from './helpers.js';
+import { freePort } from '../../src/util/net.js';
 
 let dir: string;
 let files: DemoPkiFiles;
 let child: ChildProcess | undefined;
 let url: string;
 
-/** A port that was free a moment ago (openssl -port cannot report the one it picked). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** Start `openssl ocsp -index` and resolve once it prints ACCEPT (it is listening). */
 function startOpensslResponder(port: number): Promise<ChildProcess> {

@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -27,6 +27,8 @@ function track(c: ChildProcess): void {
   live.add(c);
   c.once('exit', () => live.delete(c));
 }
+
+export { freePort } from '../../src/util/net.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -46,17 +48,6 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
   }
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago (for programs that cannot report the port they got). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('freePort: no address'))));
-    });
-  });
-}
 
 /** True once something accepts TCP connections on 127.0.0.1:port. */
 export function canConnect(port: number, timeoutMs = 500): Promise<boolean> {
