@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Answer } from '../service/stapler.js';
 import type { ServeOutcome } from './metrics.js';
 import { OCSP_CONTENT_TYPE } from './ocsp-wire.js';
-import { getCandidates, requestTextFromUrl } from './ocsp-routes.js';
+import { getTarget } from './ocsp-routes.js';
 import type { RequestCache } from './request-cache.js';
 
 export interface FastPathOptions {
@@ -29,8 +29,7 @@ export function createFastPath(o: FastPathOptions): FastPath {
   const fast = ((req: IncomingMessage, res: ServerResponse): boolean => {
     const url = req.url;
     if (req.method !== 'GET' || fast.closing || url === undefined || url.length > o.maxUrlBytes || !url.startsWith(base)) return false;
-    // Keyed by the raw URL first: repeated requests (nginx, HAProxy) skip the percent-decoding too.
-    const target = o.cache.target(`u:${url}`, () => getCandidates(requestTextFromUrl(url, o.pathPrefix)));
+    const target = getTarget(o.cache, url, o.pathPrefix);
     if (target.kind !== 'certId') return false;
     let a: Answer = { kind: 'unknown' };
     for (const k of target.keys) {

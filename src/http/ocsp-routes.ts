@@ -52,6 +52,14 @@ export function* getCandidates(text: string | undefined): Generator<Uint8Array |
 }
 
 /**
+ * What a GET asks for, memoised by the raw URL: the fast path and the Fastify route share this, so a request
+ * is parsed once and cached once whichever path answers it, and repeats skip the percent-decoding too.
+ */
+export function getTarget(cache: RequestCache, url: string, prefix: string): RequestTarget {
+  return cache.target(`u:${url}`, () => getCandidates(requestTextFromUrl(url, prefix)));
+}
+
+/**
  * Absolute-form requests (RFC 9112 §3.2.2), as HAProxy 3.x sends through `ocsp-update.httpproxy`:
  * `GET http://ocsp.ca.example/<b64>` and `POST http://ocsp.ca.example/`. They are answered from the cache
  * like origin-form requests, so they are rewritten onto the OCSP prefix; the host is never contacted.
@@ -123,8 +131,7 @@ export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Pr
   };
 
   app.get(`${base}/*`, { logLevel: 'silent' }, (req, reply) => {
-    const text = requestTextFromUrl(req.raw.url ?? '', o.pathPrefix);
-    return send(reply, req, cache.target(`g:${text}`, () => getCandidates(text)));
+    return send(reply, req, getTarget(cache, req.raw.url ?? '', o.pathPrefix));
   });
 
   const post = (req: FastifyRequest, reply: FastifyReply) => {
