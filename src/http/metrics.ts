@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { servableUntil } from '../pki/freshness.js';
 import type { CertificateView, EntryState } from '../service/staple.js';
 
 /** What the scrape reads: the Stapler's list and readiness. */
@@ -88,7 +89,7 @@ export class Metrics {
           if (v.nextUpdate && v.thisUpdate) {
             until.labels(v.name).set((Date.parse(v.nextUpdate) - now) / 1000);
             since.labels(v.name).set((now - Date.parse(v.thisUpdate)) / 1000);
-            servable.labels(v.name).set(Math.max(0, (Date.parse(v.nextUpdate) - marginSeconds * 1000 - now) / 1000));
+            servable.labels(v.name).set(Math.max(0, (servableUntil(new Date(v.nextUpdate), marginSeconds) - now) / 1000));
           }
         }
         for (const st of STATES) this.labels(st).set(counts[st]);

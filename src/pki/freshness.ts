@@ -34,7 +34,7 @@ export function nextRefreshAt(w: Window, now: Date, p: RefreshPolicy, rand: Rand
   const span = Math.max(0, w.nextUpdate.getTime() - t);
   let at = t + p.fraction * span - rand() * p.jitter * span;
   if (notBeforeSeconds !== undefined && notBeforeSeconds > 0) at = Math.max(at, now.getTime() + notBeforeSeconds * 1000);
-  const servableEnd = w.nextUpdate.getTime() - p.marginSeconds * 1000;
+  const servableEnd = servableUntil(w.nextUpdate, p.marginSeconds);
   // Leave at least one retry interval before the staple stops being servable.
   at = Math.min(at, servableEnd - p.backoffInitialSeconds * 1000);
   return new Date(Math.max(at, now.getTime() + p.minIntervalSeconds * 1000));
@@ -51,6 +51,11 @@ export function backoffMs(failures: number, p: RefreshPolicy, rand: Rand, retryA
   return Math.min(delay, p.backoffMaxSeconds) * 1000;
 }
 
+/** Epoch ms until which a staple may be served: nextUpdate − margin. */
+export function servableUntil(nextUpdate: Date, marginSeconds: number): number {
+  return nextUpdate.getTime() - marginSeconds * 1000;
+}
+
 export function isServable(nextUpdate: Date, now: Date, marginSeconds: number): boolean {
-  return now.getTime() < nextUpdate.getTime() - marginSeconds * 1000;
+  return now.getTime() < servableUntil(nextUpdate, marginSeconds);
 }

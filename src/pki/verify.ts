@@ -5,6 +5,7 @@ import { isIssuedBy, isTimeValid, parseCertificate, publicKeyOf, type CertInfo }
 import { certIdEqual, certIdOf } from './certid.js';
 import { keyIdOf, parseOcspResponse, type BasicResponse, type CertStatus, type ResponderId } from './response.js';
 import { verifySignature } from './signature.js';
+import { isServable } from './freshness.js';
 
 export interface VerifyPolicy {
   /** Tolerated clock difference for thisUpdate in the future, seconds. */
@@ -63,7 +64,8 @@ export function verifyOcspResponse(input: VerifyInput): VerifiedResponse {
   }
   // RFC 9919 §3.2 requires nextUpdate for staples; without it there is no freshness window to serve in.
   if (!single.nextUpdate) throw new StaplerError('OCSP_NEXT_UPDATE_MISSING');
-  if (single.nextUpdate.getTime() <= nowMs + policy.marginSeconds * 1000) {
+  // The same rule as serving: a response that could not be served now is not worth holding.
+  if (!isServable(single.nextUpdate, now, policy.marginSeconds)) {
     throw new StaplerError('OCSP_EXPIRED', `nextUpdate ${single.nextUpdate.toISOString()}`);
   }
   if (input.nonce && !(basic.nonce && bytesEqual(basic.nonce, input.nonce))) {

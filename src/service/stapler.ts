@@ -6,7 +6,7 @@ import type { RefreshConfig } from '../config/schema.js';
 import type { ResponderClient } from '../fetch/responder-client.js';
 import { Scheduler } from '../fetch/scheduler.js';
 import { certIdKey, certIdOf, type HashName } from '../pki/certid.js';
-import { backoffMs, nextRefreshAt, type Rand } from '../pki/freshness.js';
+import { backoffMs, nextRefreshAt, servableUntil, type Rand } from '../pki/freshness.js';
 import { buildOcspRequest } from '../pki/request.js';
 import { verifyOcspResponse, type SignerMemo } from '../pki/verify.js';
 import type { CertRecord } from '../sources/certificates.js';
@@ -174,11 +174,10 @@ export class Stapler {
     const { e, alg } = ref;
     const nowMs = this.#o.clock.now().getTime();
     const s = alg === 'sha1' ? e.staple : e.alt;
-    // Servable while now < nextUpdate − margin (freshness.ts isServable, inlined: this runs per request).
-    const servableUntil = s ? s.nextUpdate.getTime() - this.#o.refresh.marginSeconds * 1000 : 0;
-    if (s && nowMs < servableUntil) {
+    const until = s ? servableUntil(s.nextUpdate, this.#o.refresh.marginSeconds) : 0;
+    if (s && nowMs < until) {
       const due = this.#scheduler.dueMs(alg === 'sha1' ? e.record.name : e.record.name + ALT) ?? Infinity;
-      return { kind: 'staple', staple: s, maxAgeSeconds: Math.max(0, Math.floor((Math.min(due, servableUntil) - nowMs) / 1000)) };
+      return { kind: 'staple', staple: s, maxAgeSeconds: Math.max(0, Math.floor((Math.min(due, until) - nowMs) / 1000)) };
     }
     return this.#whenMissing(e, alg);
   }

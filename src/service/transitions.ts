@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { RefreshPolicy } from '../pki/freshness.js';
+import { servableUntil, type RefreshPolicy } from '../pki/freshness.js';
 import type { Entry, EntryState } from './staple.js';
 
 /**
@@ -8,7 +8,7 @@ import type { Entry, EntryState } from './staple.js';
  * moment, not an hour later.
  */
 export function retryDelayMs(e: Entry, nowMs: number, p: Pick<RefreshPolicy, 'marginSeconds'>, backoff: number): number {
-  const servableIn = e.staple ? e.staple.nextUpdate.getTime() - p.marginSeconds * 1000 - nowMs : -1;
+  const servableIn = e.staple ? servableUntil(e.staple.nextUpdate, p.marginSeconds) - nowMs : -1;
   if (servableIn > 60_000) return Math.min(backoff, servableIn - 30_000);
   if (servableIn >= 0) return Math.min(backoff, servableIn + 1);
   return backoff;

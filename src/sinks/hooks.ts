@@ -3,6 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Logger } from 'pino';
 import type { HookConfig, HooksConfig } from '../config/schema.js';
+import { servableUntil } from '../pki/freshness.js';
 import type { CertificateView, Staple } from '../service/staple.js';
 import type { CertRecord } from '../sources/certificates.js';
 
@@ -69,7 +70,7 @@ export class HookRunner {
     const now = this.#o.now().getTime();
     for (const v of this.#o.list()) {
       if (!v.mustStaple || !v.ocspUrl || v.state === 'expired') continue;
-      const end = v.nextUpdate ? Date.parse(v.nextUpdate) - this.#o.marginSeconds * 1000 : -Infinity;
+      const end = v.nextUpdate ? servableUntil(new Date(v.nextUpdate), this.#o.marginSeconds) : -Infinity;
       const servable = v.state === 'good' || v.state === 'revoked' || v.state === 'unknown';
       if (servable && end - now > h.withinSeconds * 1000) continue;
       const key = v.thisUpdate ?? 'none';
