@@ -65,6 +65,8 @@ export class Stapler {
   readonly #rand: Rand;
   readonly #entries = new Map<string, Entry>();
   readonly #byCertId = new Map<string, { e: Entry; alg: HashName }>();
+  /** Entries by leaf fingerprint (usually one; the same certificate may be configured under two names). */
+  readonly #byFingerprint = new Map<string, Set<Entry>>();
   readonly #scheduler: Scheduler;
   readonly #memo: SignerMemo = new Map();
   readonly #writes: WriteBehind;
@@ -213,7 +215,7 @@ export class Stapler {
    * and commit it to every certificate with that fingerprint, which runs the sinks and reschedules.
    */
   async adoptShared(fingerprint: string): Promise<void> {
-    const targets = [...this.#entries.values()].filter((e) => e.record.leaf.fingerprint === fingerprint && e.record.url);
+    const targets = [...(this.#byFingerprint.get(fingerprint) ?? [])].filter((e) => e.record.url);
     if (targets.length === 0) return;
     const der = await this.#coordinator.shared(fingerprint).catch(() => undefined);
     if (!der) return;
@@ -274,6 +276,8 @@ export class Stapler {
     const keys = r.url ? (['sha1', 'sha256'] as const).map((a) => certIdKey(certIdOf(r.leaf, r.issuer, a))) : [];
     const e: Entry = { record: r, keys, staple: undefined, alt: undefined, altFailures: 0, failures: 0, lastError: undefined, generation: 0, reported: 'pending' };
     this.#entries.set(r.name, e);
+    const same = this.#byFingerprint.get(r.leaf.fingerprint) ?? new Set<Entry>();
+    this.#byFingerprint.set(r.leaf.fingerprint, same.add(e));
     if (r.url) {
       this.#byCertId.set(keys[0]!, { e, alg: 'sha1' });
       this.#byCertId.set(keys[1]!, { e, alg: 'sha256' });
@@ -290,7 +294,11 @@ export class Stapler {
     this.#scheduler.remove(name);
     this.#scheduler.remove(name + ALT);
     for (const k of e.keys) if (this.#byCertId.get(k)?.e === e) this.#byCertId.delete(k);
-    const shared = [...this.#entries.values()].some((o) => o.record.leaf.fingerprint === dropPersistedFp);
+    const fp = e.record.leaf.fingerprint;
+    const same = this.#byFingerprint.get(fp);
+    same?.delete(e);
+    if (same?.size === 0) this.#byFingerprint.delete(fp);
+    const shared = dropPersistedFp !== undefined && this.#byFingerprint.has(dropPersistedFp);
     if (dropPersistedFp && !shared) this.#writes.enqueue(dropPersistedFp, () => this.#o.store.delete(dropPersistedFp));
     this.#o.log.info({ cert: name }, 'certificate removed');
   }
