@@ -46,14 +46,16 @@ export interface DaemonOptions {
  * HAProxy 2.6 staples a certificate only if its `.ocsp` file exists at load: create the missing ones
  * (empty) for every file sink with `createEmpty`. Returns the paths created.
  */
-export async function bootstrapStapleFiles(cfg: Pick<Config, 'sinks'>, records: CertRecord[], log: Logger): Promise<string[]> {
+export async function bootstrapStapleFiles(sinks: FileSink[], records: CertRecord[], log: Logger): Promise<string[]> {
   const made: string[] = [];
-  for (const c of cfg.sinks.files) {
-    if (!c.createEmpty) continue;
-    made.push(...(await new FileSink(c, log).createMissing(records)));
-  }
+  for (const sink of sinks) made.push(...(await sink.createMissing(records)));
   if (made.length) log.info({ files: made }, 'created empty staple files');
   return made;
+}
+
+/** The configured file sinks (used by the daemon and by `staplerd bootstrap`). */
+export function fileSinksOf(cfg: Pick<Config, 'sinks'>, log: Logger): FileSink[] {
+  return cfg.sinks.files.map((c) => new FileSink(c, log));
 }
 
 /** Local by default; on Redis in fleet mode (connects in the background: start-up never waits for it). */
@@ -118,7 +120,8 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   coordinator.onShared((fp) => void stapler.adoptShared(fp));
   // When Redis comes (back): share what we fetched meanwhile, take what others did.
   if (cfg.store.kind === 'redis') resyncShared = () => resyncWithFleet(coordinator as RedisCoordinator, stapler, log);
-  const sinkList: StapleSink[] = [...cfg.sinks.files.map((c) => new FileSink(c, log)), ...cfg.sinks.haproxy.map((c) => new HaproxySink(c, log))];
+  const fileSinks = fileSinksOf(cfg, log);
+  const sinkList: StapleSink[] = [...fileSinks, ...cfg.sinks.haproxy.map((c) => new HaproxySink(c, log))];
   const sinks = new SinkRunner({
     sinks: sinkList,
     log,
@@ -144,7 +147,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     ? new Learner({ stapler, issuers: trusted, maxEntries: cfg.learning.maxEntries, idleTimeoutSeconds: cfg.learning.idleTimeoutSeconds, clock, log })
     : undefined;
   const records = await loadAllRecords(cfg, log);
-  await bootstrapStapleFiles(cfg, records, log);
+  await bootstrapStapleFiles(fileSinks, records, log);
   await stapler.setRecords(records);
   sinks.start();
   await stapler.start();
@@ -169,7 +172,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     scanning = scanning.then(async () => {
       const c = next ?? current;
       const found = await loadAllRecords(c, log, stapler.records());
-      await bootstrapStapleFiles(c, found, log);
+      await bootstrapStapleFiles(fileSinks, found, log);
       await stapler.setRecords(found);
       if (next) watch(next);
       current = c;

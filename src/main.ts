@@ -4,7 +4,7 @@ import { runCheck } from './check.js';
 import { runStatus } from './status.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { bootstrapStapleFiles, startDaemon } from './daemon.js';
+import { bootstrapStapleFiles, fileSinksOf, startDaemon } from './daemon.js';
 import { isStaplerError } from './errors.js';
 import { loadAllRecords } from './sources/load-all.js';
 
@@ -67,7 +67,8 @@ export async function main(cmd: Command, usage: string): Promise<void> {
         return;
       case 'bootstrap': {
         const cfg = loadConfigFile(cmd.config);
-        const made = await bootstrapStapleFiles(cfg, await loadAllRecords(cfg, createLogger('warn')), createLogger('warn'));
+        const log = createLogger('warn');
+        const made = await bootstrapStapleFiles(fileSinksOf(cfg, log), await loadAllRecords(cfg, log), log);
         say(`${made.length} staple file(s) created${made.length ? `:\n  ${made.join('\n  ')}` : ''}`);
         return;
       }

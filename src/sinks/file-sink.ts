@@ -50,9 +50,11 @@ export class FileSink implements StapleSink {
 
   /**
    * HAProxy 2.6 staples a certificate only if `<crt>.ocsp` exists when it loads; an empty file is enough
-   * to enable it. Creates the missing files (never touches existing ones) and returns their paths.
+   * to enable it. With `createEmpty`, creates the missing files (never touches existing ones) and returns
+   * their paths.
    */
   async createMissing(records: CertRecord[]): Promise<string[]> {
+    if (!this.#c.createEmpty) return [];
     const made: string[] = [];
     for (const r of records) {
       if (!filterAccepts(this.#c.certificates, r) || !r.url) continue;

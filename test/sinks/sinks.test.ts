@@ -66,6 +66,8 @@ describe('FileSink', () => {
     assert.deepEqual(made, [join(d, 'a.pem.ocsp')]);
     assert.equal((await readFile(join(d, 'a.pem.ocsp'))).length, 0);
     assert.equal(await readFile(join(d, 'b.pem.ocsp'), 'utf8'), 'keep');
+    const plain = new FileSink({ path: '{chain}.ocsp', createEmpty: false }, captureLog().log);
+    assert.deepEqual(await plain.createMissing([rec('z', join(d, 'z.pem'))]), [], 'only sinks with createEmpty create files');
   });
 
   test('takes good and revoked staples, not unknown ones (HAProxy refuses those)', () => {
