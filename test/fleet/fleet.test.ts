@@ -85,6 +85,10 @@ describe('fleet mode on Redis', { skip }, () => {
     await until(() => nodes.every((n) => n.coordinator.status().connected), 'all nodes connected to Redis');
     const before = responder.stats.requests;
     const recs = records(responder.url, 200);
+    // Staple listeners are how sinks (HAProxy pushes, files) run: every node must see every staple, fetched
+    // by itself or adopted from another node.
+    const seen = nodes.map(() => new Set<string>());
+    nodes.forEach((n, i) => n.stapler.onStaple((r) => seen[i]!.add(r.name)));
     await Promise.all(nodes.map(async (n) => {
       await n.stapler.setRecords(recs);
       await n.stapler.start();
@@ -95,6 +99,7 @@ describe('fleet mode on Redis', { skip }, () => {
     const k = certIdKey(certIdOf(parseCertificate(leaves[7]!.der), f.issuer, 'sha1'));
     const bodies = nodes.map((n) => n.stapler.answer(k)).map((a) => (a.kind === 'staple' ? a.staple.body.toString('hex') : a.kind));
     assert.equal(new Set(bodies).size, 1, 'all nodes serve the same staple');
+    assert.deepEqual(seen.map((x) => x.size), [200, 200, 200, 200, 200], 'every node ran its sinks for every staple');
     await Promise.all(nodes.map((n) => n.stapler.stop()));
   });
 
