@@ -28,7 +28,9 @@ export interface HookRunnerOptions {
  */
 export class HookRunner {
   readonly #o: HookRunnerOptions;
-  readonly #lastKind = new Map<string, string>();
+  /** Certificates last seen revoked: only these, so the set stays as small as the revoked ones. */
+  readonly #revoked = new Set<string>();
+  /** Must-staple certificates warned about, with the staple (thisUpdate) they were warned for. */
   readonly #warned = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   readonly #inflight = new Set<Promise<void>>();
@@ -43,9 +45,13 @@ export class HookRunner {
 
   /** Staple listener: a persisted staple seeds the known status; a fetched one may be a transition. */
   onStaple(record: CertRecord, staple: Staple, why: 'fetched' | 'loaded'): void {
-    const before = this.#lastKind.get(record.name);
-    this.#lastKind.set(record.name, staple.status.kind);
-    if (why !== 'fetched' || staple.status.kind !== 'revoked' || before === 'revoked' || !this.#o.hooks.revoked) return;
+    const wasRevoked = this.#revoked.has(record.name);
+    if (staple.status.kind !== 'revoked') {
+      this.#revoked.delete(record.name);
+      return;
+    }
+    this.#revoked.add(record.name);
+    if (why !== 'fetched' || wasRevoked || !this.#o.hooks.revoked) return;
     const at = staple.status.at.toISOString();
     this.#fire('revoked', this.#o.hooks.revoked, { name: record.name, serial: record.leaf.serialHex, subject: record.leaf.subject, revokedAt: at, nextUpdate: staple.nextUpdate.toISOString() });
   }
@@ -68,7 +74,11 @@ export class HookRunner {
     const h = this.#o.hooks.mustStapleExpiring;
     if (!h) return;
     const now = this.#o.now().getTime();
-    for (const v of this.#o.list()) {
+    const views = this.#o.list();
+    // Forget certificates that are gone (learned ones come and go), so the map stays bounded.
+    const names = new Set(views.map((v) => v.name));
+    for (const n of this.#warned.keys()) if (!names.has(n)) this.#warned.delete(n);
+    for (const v of views) {
       if (!v.mustStaple || !v.ocspUrl || v.state === 'expired') continue;
       const end = v.nextUpdate ? servableUntil(new Date(v.nextUpdate), this.#o.marginSeconds) : -Infinity;
       const servable = v.state === 'good' || v.state === 'revoked' || v.state === 'unknown';
