@@ -45,7 +45,6 @@ export const ERRORS = {
 
   // incoming requests (our responder side)
   REQUEST_MALFORMED: { message: 'OCSP request cannot be parsed', http: 400 },
-  REQUEST_TOO_LARGE: { message: 'OCSP request too large', http: 413 },
 
   // store
   STORE_CORRUPT: { message: 'persisted staple is unreadable', http: 500 },
