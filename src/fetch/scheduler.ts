@@ -37,6 +37,11 @@ export class Scheduler {
     return this.#due.size;
   }
 
+  /** Every fetch slot taken: a burst (start-up, a resync) is under way. */
+  get busy(): boolean {
+    return this.#running.size >= this.#o.concurrency;
+  }
+
   dueAt(key: string): Date | undefined {
     const t = this.#due.get(key);
     return t === undefined ? undefined : new Date(t);

@@ -17,7 +17,7 @@ export interface ObtainRequest {
   /** Fetch from the CA and verify. */
   direct: () => Promise<{ staple: Staple; maxAge: number | undefined }>;
   /** Verify bytes from elsewhere exactly as a fetched response (the shared store is never trusted). */
-  verify: (der: Uint8Array) => Staple;
+  verify: (der: Uint8Array) => Promise<Staple>;
 }
 
 /**

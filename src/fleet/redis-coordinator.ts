@@ -185,7 +185,7 @@ export class RedisCoordinator implements FetchCoordinator {
     if (!rec) return undefined;
     let staple: Staple;
     try {
-      staple = r.verify(new Uint8Array(Buffer.from(rec.der, 'base64')));
+      staple = await r.verify(new Uint8Array(Buffer.from(rec.der, 'base64')));
     } catch (e) {
       this.#o.log.warn({ cert: r.name, code: e instanceof StaplerError ? e.code : 'OCSP_MALFORMED' }, 'shared staple failed verification: ignored');
       this.#o.onRejected?.(r.fingerprint);

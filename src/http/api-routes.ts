@@ -38,7 +38,7 @@ export async function apiRoutes(app: FastifyInstance, o: ApiRoutesOptions): Prom
 
   app.get('/readyz', { logLevel: 'warn' }, async (_req, reply) => {
     const r = stapler.readiness();
-    return reply.code(r.ready ? 200 : 503).send({ ready: r.ready, waiting: r.waiting.slice(0, 100), waitingCount: r.waiting.length, mustStapleMissing: r.mustStapleMissing, store: r.store });
+    return reply.code(r.ready ? 200 : 503).send({ ready: r.ready, waiting: r.waiting, waitingCount: r.waitingCount, mustStapleMissing: r.mustStapleMissing, mustStapleMissingCount: r.mustStapleMissingCount, store: r.store });
   });
 
   app.get('/v1/certificates', async () => ({ certificates: stapler.list() }));

@@ -5,7 +5,7 @@ import type { CertificateView, EntryState } from '../service/staple.js';
 /** What the scrape reads: the Stapler's list and readiness. */
 export interface MetricsSource {
   list(): CertificateView[];
-  readiness(): { ready: boolean; mustStapleMissing: string[]; store: { kind: string; connected: boolean } };
+  readiness(): { ready: boolean; mustStapleMissingCount: number; store: { kind: string; connected: boolean } };
 }
 
 /** Outcomes of OCSP requests served (the `outcome` label). */
@@ -95,7 +95,7 @@ export class Metrics {
         for (const st of STATES) this.labels(st).set(counts[st]);
         const rd = stapler.readiness();
         ready.set(rd.ready ? 1 : 0);
-        mustStapleMissing.set(rd.mustStapleMissing.length);
+        mustStapleMissing.set(rd.mustStapleMissingCount);
         storeUp.set(rd.store.connected ? 1 : 0);
       },
     });

@@ -12,12 +12,27 @@ export interface CertId {
   serialNumber: Uint8Array;
 }
 
-/** The CertID of `leaf` under `issuer`: hashes of the issuer's Name DER and public key bits, leaf serial. */
+type IssuerHashes = { name: Uint8Array; key: Uint8Array };
+const issuerHashes = new WeakMap<CertInfo, Partial<Record<HashName, IssuerHashes>>>();
+
+/** An issuer's name and key hashes, computed once per issuer and algorithm (every request and check needs them). */
+function hashesOf(issuer: CertInfo, alg: HashName): IssuerHashes {
+  let byAlg = issuerHashes.get(issuer);
+  if (!byAlg) issuerHashes.set(issuer, (byAlg = {}));
+  return (byAlg[alg] ??= { name: hash(alg, issuer.subjectNameDer), key: hash(alg, issuer.publicKeyBits) });
+}
+
+/**
+ * The CertID of `leaf` under `issuer` (RFC 6960 §4.1.1): hashes of the issuer's Name DER as the leaf
+ * carries it and of the issuer's public key bits, and the leaf's serial. The hashes are shared per issuer
+ * when the leaf's issuer Name is byte-equal to the issuer's subject (always, in a well-formed chain).
+ */
 export function certIdOf(leaf: CertInfo, issuer: CertInfo, alg: HashName): CertId {
+  const memo = hashesOf(issuer, alg);
   return {
     hashAlgorithm: alg,
-    issuerNameHash: hash(alg, leaf.issuerNameDer),
-    issuerKeyHash: hash(alg, issuer.publicKeyBits),
+    issuerNameHash: bytesEqual(leaf.issuerNameDer, issuer.subjectNameDer) ? memo.name : hash(alg, leaf.issuerNameDer),
+    issuerKeyHash: memo.key,
     serialNumber: leaf.serialNumber,
   };
 }

@@ -4,7 +4,7 @@ import { bytesEqual, toHex } from './bytes.js';
 import { isIssuedBy, isTimeValid, parseCertificate, publicKeyOf, type CertInfo } from './certificate.js';
 import { certIdEqual, certIdOf } from './certid.js';
 import { keyIdOf, parseOcspResponse, type BasicResponse, type CertStatus, type ResponderId } from './response.js';
-import { verifySignature } from './signature.js';
+import { verifySignature, verifySignatureAsync } from './signature.js';
 import { isServable } from './freshness.js';
 
 export interface VerifyPolicy {
@@ -50,12 +50,31 @@ export type SignerMemo = Map<string, { key: KeyObject; cert: CertInfo }>;
  * Order: parse and status, responder authority, signature, CertID, times, nonce. Throws StaplerError.
  */
 export function verifyOcspResponse(input: VerifyInput): VerifiedResponse {
-  const { leaf, issuer, now, policy } = input;
-  const basic = parseOcspResponse(input.der);
-  const signer = findSigner(basic, issuer, now, input.memo);
+  const { basic, signer } = authority(input);
   if (!verifySignature(basic.signatureAlgorithm, basic.tbs, basic.signature, signer.key)) {
     throw new StaplerError('OCSP_BAD_SIGNATURE', `signed by ${signer.kind}`);
   }
+  return conclude(input, basic, signer.kind);
+}
+
+/** verifyOcspResponse with the signature checked on the thread pool (the same checks, in the same order). */
+export async function verifyOcspResponseAsync(input: VerifyInput): Promise<VerifiedResponse> {
+  const { basic, signer } = authority(input);
+  if (!(await verifySignatureAsync(basic.signatureAlgorithm, basic.tbs, basic.signature, signer.key))) {
+    throw new StaplerError('OCSP_BAD_SIGNATURE', `signed by ${signer.kind}`);
+  }
+  return conclude(input, basic, signer.kind);
+}
+
+/** Parse and status, then who signed it and whether they may (before the signature is checked). */
+function authority(input: VerifyInput): { basic: BasicResponse; signer: { kind: 'issuer' | 'delegate'; key: KeyObject } } {
+  const basic = parseOcspResponse(input.der);
+  return { basic, signer: findSigner(basic, input.issuer, input.now, input.memo) };
+}
+
+/** After the signature: the CertID, the time window and the nonce. */
+function conclude(input: VerifyInput, basic: BasicResponse, signer: 'issuer' | 'delegate'): VerifiedResponse {
+  const { leaf, issuer, now, policy } = input;
   const single = basic.responses.find((r) => r.certId && certIdEqual(r.certId, certIdOf(leaf, issuer, r.certId.hashAlgorithm)));
   if (!single) throw new StaplerError('OCSP_CERTID_MISMATCH', `serial ${leaf.serialHex}`);
   const nowMs = now.getTime();
@@ -77,15 +96,19 @@ export function verifyOcspResponse(input: VerifyInput): VerifiedResponse {
     thisUpdate: single.thisUpdate,
     nextUpdate: single.nextUpdate,
     producedAt: basic.producedAt,
-    signer: signer.kind,
+    signer,
     singleCount: basic.responses.length,
   };
 }
 
+const keyIds = new WeakMap<CertInfo, Uint8Array>();
+
 function matchesResponderId(id: ResponderId, cert: CertInfo): boolean {
-  return id.kind === 'key'
-    ? bytesEqual(id.keyHash, keyIdOf(cert.publicKeyBits))
-    : bytesEqual(id.der, cert.subjectNameDer);
+  if (id.kind !== 'key') return bytesEqual(id.der, cert.subjectNameDer);
+  // The issuer's (or delegate's) key ID is compared with every response it signs: hashed once per certificate.
+  let kid = keyIds.get(cert);
+  if (!kid) keyIds.set(cert, (kid = keyIdOf(cert.publicKeyBits)));
+  return bytesEqual(id.keyHash, kid);
 }
 
 /**

@@ -8,7 +8,7 @@ import { Scheduler } from '../fetch/scheduler.js';
 import { certIdKey, certIdOf, type HashName } from '../pki/certid.js';
 import { backoffMs, nextRefreshAt, servableUntil, type Rand } from '../pki/freshness.js';
 import { buildOcspRequest } from '../pki/request.js';
-import { verifyOcspResponse, type SignerMemo } from '../pki/verify.js';
+import { verifyOcspResponseAsync, type SignerMemo } from '../pki/verify.js';
 import type { CertRecord } from '../sources/certificates.js';
 import type { StapleStore } from '../store/store.js';
 import { WriteBehind } from '../store/write-behind.js';
@@ -31,6 +31,8 @@ export interface StaplerOptions {
   rand?: Rand;
   /** Staple writes wait this long and coalesce (see WriteBehind); default 500 ms. */
   persistDelayMs?: number;
+  /** While every fetch slot is busy, writes wait up to this long; default 10 s. */
+  persistMaxDelayMs?: number;
   /** How staples are obtained: fetched (default), or shared across a fleet (src/fleet). */
   coordinator?: FetchCoordinator;
   /** Told of every upstream fetch: responder URL, `ok` or the error code, seconds taken (metrics). */
@@ -50,6 +52,10 @@ export type Answer =
 
 /** Persisted staples read and re-verified at once during start-up. */
 const PRIME_CONCURRENCY = 32;
+/** Longest a fetched staple waits to be written while fetches are busy (see WriteBehind). */
+const PERSIST_MAX_DELAY_MS = 10_000;
+/** Names listed per kind by readiness() (the counts are whole). */
+const READINESS_NAMES = 100;
 
 /** Scheduler key of the SHA-256 form's job (certificate names cannot contain '#'). */
 const ALT = '#sha256';
@@ -80,7 +86,8 @@ export class Stapler {
     this.#o = o;
     this.#rand = o.rand ?? Math.random;
     this.#coordinator = o.coordinator ?? new LocalCoordinator();
-    this.#writes = new WriteBehind({ delayMs: o.persistDelayMs ?? 500, concurrency: 8, log: o.log });
+    // During a burst of fetches (start-up, resync) writes wait until it is over, up to 10 s.
+    this.#writes = new WriteBehind({ delayMs: o.persistDelayMs ?? 500, maxDelayMs: o.persistMaxDelayMs ?? PERSIST_MAX_DELAY_MS, defer: () => this.#scheduler.busy, concurrency: 8, log: o.log });
     // Every fetch in flight listens on this one signal (up to fetch.concurrency of them): not a leak.
     setMaxListeners(0, this.#abort.signal);
     this.#scheduler = new Scheduler({
@@ -156,9 +163,17 @@ export class Stapler {
     this.#o.log.info({ certificates: this.#entries.size, servedFromDisk: loaded }, 'persisted staples loaded');
   }
 
-  /** Primes entries a bounded number at a time: 100,000 at once would open 100,000 files. */
-  #primeAll(entries: Entry[]): Promise<void> {
-    return forEachLimited(entries, PRIME_CONCURRENCY, (e) => this.#prime(e));
+  /**
+   * Primes entries a bounded number at a time: 100,000 at once would open 100,000 files. The store is
+   * listed once first, so certificates with nothing persisted (all of them on a first start) cost no
+   * failed file open each while their first fetches are already running.
+   */
+  async #primeAll(entries: Entry[]): Promise<void> {
+    const present = await this.#o.store.keys().catch((err: unknown) => {
+      this.#o.log.warn({ code: errorCode(err, 'STORE_IO'), err: String(err) }, 'listing persisted staples failed; trying each');
+      return undefined;
+    });
+    return forEachLimited(entries, PRIME_CONCURRENCY, (e) => this.#prime(e, { present }));
   }
 
   async stop(): Promise<void> {
@@ -222,7 +237,7 @@ export class Stapler {
     for (const e of targets) {
       let staple: Staple;
       try {
-        staple = this.#verify(e.record, der, undefined);
+        staple = await this.#verify(e.record, der, undefined);
       } catch (err) {
         this.#o.log.warn({ cert: e.record.name, code: errorCode(err, 'OCSP_MALFORMED') }, 'shared staple failed verification: ignored');
         continue;
@@ -256,16 +271,24 @@ export class Stapler {
    * Ready when every certificate with a responder has a servable staple or has failed its first fetch,
    * and no must-staple certificate lacks a servable staple (clients hard-fail without one, RFC 7633 §4.2).
    */
-  readiness(): { ready: boolean; waiting: string[]; mustStapleMissing: string[]; store: { kind: 'local' | 'redis'; connected: boolean } } {
+  /**
+   * Ready once started with every certificate that has an OCSP URL holding a servable staple (or a final
+   * state) and no must-staple certificate without one. One pass, no allocation per certificate: /readyz is
+   * polled while 100,000 certificates are still pending. Names are listed up to READINESS_NAMES of each.
+   */
+  readiness(): { ready: boolean; waiting: string[]; waitingCount: number; mustStapleMissing: string[]; mustStapleMissingCount: number; store: { kind: 'local' | 'redis'; connected: boolean } } {
     const now = this.#o.clock.now();
     const waiting: string[] = [];
     const mustStapleMissing: string[] = [];
+    let waitingCount = 0;
+    let mustStapleMissingCount = 0;
     for (const e of this.#entries.values()) {
       const st = stateOf(e, now, this.#o.refresh.marginSeconds);
-      if (st === 'pending') waiting.push(e.record.name);
-      if (e.record.leaf.mustStaple && e.record.url && !['good', 'revoked', 'unknown', 'expired'].includes(st)) mustStapleMissing.push(e.record.name);
+      if (st === 'pending' && ++waitingCount <= READINESS_NAMES) waiting.push(e.record.name);
+      if (e.record.leaf.mustStaple && e.record.url && (st === 'pending' || st === 'failing') && ++mustStapleMissingCount <= READINESS_NAMES) mustStapleMissing.push(e.record.name);
     }
-    return { ready: this.#started && waiting.length === 0 && mustStapleMissing.length === 0, waiting, mustStapleMissing, store: this.#coordinator.status() };
+    const ready = this.#started && waitingCount === 0 && mustStapleMissingCount === 0;
+    return { ready, waiting, waitingCount, mustStapleMissing, mustStapleMissingCount, store: this.#coordinator.status() };
   }
 
   #view(e: Entry): CertificateView {
@@ -304,14 +327,15 @@ export class Stapler {
   }
 
   /** Serve what the disk holds (after re-verifying it now), then schedule the first refresh. */
-  async #prime(e: Entry, o: { fetchNow?: boolean } = {}): Promise<void> {
+  async #prime(e: Entry, o: { fetchNow?: boolean; present?: ReadonlySet<string> | undefined } = {}): Promise<void> {
     const { record } = e;
     if (!record.url) return;
     const gen = e.generation;
     let loaded: Staple | undefined;
     try {
-      const stored = await this.#o.store.get(record.leaf.fingerprint);
-      if (stored) loaded = this.#verify(record, stored.der, undefined);
+      const fp = record.leaf.fingerprint;
+      const stored = !o.present || o.present.has(fp) ? await this.#o.store.get(fp) : undefined;
+      if (stored) loaded = await this.#verify(record, stored.der, undefined);
     } catch (err) {
       this.#o.log.warn({ cert: record.name, code: errorCode(err, 'STORE_CORRUPT'), err: String(err) }, 'persisted staple unusable, skipping it');
     }
@@ -327,10 +351,11 @@ export class Stapler {
     this.#scheduler.schedule(record.name, at);
   }
 
-  #verify(record: CertRecord, der: Uint8Array, nonce: Uint8Array | undefined): Staple {
+  /** Full verification; the signature is checked off the event loop (see verifySignatureAsync). */
+  async #verify(record: CertRecord, der: Uint8Array, nonce: Uint8Array | undefined): Promise<Staple> {
     const now = this.#o.clock.now();
     const policy = { skewSeconds: this.#o.refresh.skewSeconds, marginSeconds: this.#o.refresh.marginSeconds };
-    const v = verifyOcspResponse({ der, leaf: record.leaf, issuer: record.issuer, now, policy, nonce, memo: this.#memo });
+    const v = await verifyOcspResponseAsync({ der, leaf: record.leaf, issuer: record.issuer, now, policy, nonce, memo: this.#memo });
     return toStaple(v, now);
   }
 
@@ -341,7 +366,7 @@ export class Stapler {
     const started = performance.now();
     try {
       const res = await this.#o.client.fetch(url, request, this.#abort.signal);
-      const staple = this.#verify(record, res.body, nonce);
+      const staple = await this.#verify(record, res.body, nonce);
       this.#o.onFetch?.(url, 'ok', (performance.now() - started) / 1000);
       return { staple, maxAge: res.maxAgeSeconds };
     } catch (err) {

@@ -61,6 +61,18 @@ export class DiskStapleStore implements StapleStore {
     }
   }
 
+  async keys(): Promise<Set<string>> {
+    const out = new Set<string>();
+    try {
+      for (const name of await readdir(this.#dir)) {
+        if (name.endsWith('.der') && isFingerprint(name.slice(0, -4))) out.add(name.slice(0, -4));
+      }
+    } catch (e) {
+      throw new StaplerError('STORE_IO', `listing ${this.#dir}`, { cause: e });
+    }
+    return out;
+  }
+
   async #meta(fp: string): Promise<StapleMeta | undefined> {
     try {
       return JSON.parse(await readFile(join(this.#dir, `${fp}.json`), 'utf8')) as StapleMeta;

@@ -21,4 +21,8 @@ export class MemoryStapleStore implements StapleStore {
   async delete(fp: string): Promise<void> {
     this.#cache.delete(fp);
   }
+
+  async keys(): Promise<Set<string>> {
+    return new Set(this.#cache.keys());
+  }
 }

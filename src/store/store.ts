@@ -22,6 +22,8 @@ export interface StapleStore {
   get(fingerprint: string, o?: { meta?: boolean }): Promise<StoredStaple | undefined>;
   put(fingerprint: string, staple: StoredStaple): Promise<void>;
   delete(fingerprint: string): Promise<void>;
+  /** The fingerprints held, listed at once: start-up reads only what exists. */
+  keys(): Promise<Set<string>>;
 }
 
 export function isFingerprint(s: string): boolean {

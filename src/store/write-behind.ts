@@ -4,23 +4,30 @@ import { forEachLimited } from '../util/pool.js';
 /**
  * Staple writes, a moment later and coalesced: the burst of fetches at start-up (or a fleet resync) is not
  * slowed by thousands of file writes and fsyncs competing for the same CPU, and a staple replaced again
- * within the delay is written once. Per key the latest operation wins (a delete after a put is a delete),
- * and operations on one key never overlap, so an older staple can never land after a newer one. `flush`
- * writes everything pending at once (stop). A crash loses at most the last `delayMs` of staples, which are
- * then fetched again: files on disk are always complete (atomic writes underneath).
+ * within the delay is written once. While `defer()` says a burst is under way, writes wait longer, up to
+ * `maxDelayMs` after the oldest pending one. Per key the latest operation wins (a delete after a put is a
+ * delete), and operations on one key never overlap, so an older staple can never land after a newer one.
+ * `flush` writes everything pending at once (stop). A crash loses at most the last `maxDelayMs` of
+ * staples, which are then fetched again: files on disk are always complete (atomic writes underneath).
  */
 export class WriteBehind {
   readonly #delayMs: number;
+  readonly #maxDelayMs: number;
+  readonly #defer: () => boolean;
   readonly #concurrency: number;
   readonly #log: Logger;
   readonly #pending = new Map<string, () => Promise<void>>();
   readonly #running = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #draining: Promise<void> | undefined;
+  /** When the oldest write now pending was enqueued (performance.now()). */
+  #oldest = 0;
 
-  constructor(o: { delayMs: number; concurrency: number; log: Logger }) {
+  constructor(o: { delayMs: number; maxDelayMs?: number; defer?: () => boolean; concurrency: number; log: Logger }) {
     if (!(o.delayMs >= 0) || !(o.concurrency >= 1)) throw new RangeError('WriteBehind: delayMs >= 0 and concurrency >= 1');
     this.#delayMs = o.delayMs;
+    this.#maxDelayMs = Math.max(o.delayMs, o.maxDelayMs ?? o.delayMs);
+    this.#defer = o.defer ?? (() => false);
     this.#concurrency = o.concurrency;
     this.#log = o.log;
   }
@@ -30,6 +37,7 @@ export class WriteBehind {
   }
 
   enqueue(key: string, op: () => Promise<void>): void {
+    if (this.#pending.size === 0) this.#oldest = performance.now();
     this.#pending.set(key, op);
     this.#arm();
   }
@@ -38,7 +46,8 @@ export class WriteBehind {
     if (this.#timer || this.#draining) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      void this.#drain();
+      if (this.#defer() && performance.now() - this.#oldest < this.#maxDelayMs - this.#delayMs) this.#arm();
+      else void this.#drain();
     }, this.#delayMs);
     this.#timer.unref();
   }
@@ -56,6 +65,7 @@ export class WriteBehind {
       while (this.#pending.size > 0) {
         const batch = [...this.#pending];
         this.#pending.clear();
+        this.#oldest = performance.now();
         await forEachLimited(batch, this.#concurrency, ([key, op]) => this.#run(key, op));
       }
     })().finally(() => {

@@ -51,7 +51,7 @@ async function exportedMetrics(): Promise<Map<string, MetricInfo>> {
     nextUpdate: new Date(now + 3_600_000).toISOString(),
   })) as unknown as CertificateView[];
   // Cast: the readiness shape grows with features (the shared store); this is what the daemon reports alone.
-  const readiness = { ready: true, mustStapleMissing: [], waiting: [], store: { kind: 'memory', connected: true } } as unknown as ReturnType<MetricsSource['readiness']>;
+  const readiness = { ready: true, mustStapleMissing: [], mustStapleMissingCount: 0, waiting: [], waitingCount: 0, store: { kind: 'memory', connected: true } } as unknown as ReturnType<MetricsSource['readiness']>;
   const source: MetricsSource = { list: () => views, readiness: () => readiness };
   const m = new Metrics(source, { marginSeconds: 300 });
   const out = new Map<string, MetricInfo>();
