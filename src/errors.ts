@@ -20,6 +20,7 @@ export const ERRORS = {
   FETCH_HTTP_STATUS: { message: 'OCSP responder answered with a non-200 HTTP status', http: 502 },
   FETCH_CONTENT_TYPE: { message: 'OCSP responder answered with a wrong Content-Type', http: 502 },
   FETCH_TOO_LARGE: { message: 'OCSP response exceeds the size limit', http: 502 },
+  FETCH_PROTOCOL: { message: 'OCSP responder broke HTTP/1.1 framing', http: 502 },
   FETCH_ABORTED: { message: 'fetch aborted', http: 503 },
 
   // OCSP response content (RFC 6960 §4.2, §3.2)

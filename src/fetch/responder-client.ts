@@ -1,6 +1,5 @@
-import http from 'node:http';
-import https from 'node:https';
 import { StaplerError } from '../errors.js';
+import { Http1Client } from './http1.js';
 import { KeyedSemaphore } from './limiter.js';
 
 export interface FetchResult {
@@ -36,104 +35,81 @@ export function getUrlFor(base: string, request: Uint8Array): string {
 export class HttpResponderClient implements ResponderClient {
   readonly #o: HttpClientOptions;
   readonly #hosts: KeyedSemaphore;
-  readonly #httpAgent: http.Agent;
-  readonly #httpsAgent: https.Agent;
+  readonly #http: Http1Client;
+  readonly #headerLines: string;
+  /** Parsed responder URLs (a handful in practice; bounded for learning mode, which meets many). */
+  readonly #urls = new Map<string, URL>();
 
   constructor(o: HttpClientOptions) {
     for (const k of ['timeoutMs', 'maxResponseBytes', 'perHostConcurrency'] as const) {
       if (!(o[k] > 0)) throw new RangeError(`HttpResponderClient: ${k} must be > 0`);
     }
+    if (/[\r\n]/.test(o.userAgent)) throw new RangeError('HttpResponderClient: userAgent must be one line');
     this.#o = o;
     this.#hosts = new KeyedSemaphore(o.perHostConcurrency);
-    this.#httpAgent = new http.Agent({ keepAlive: true, maxSockets: o.perHostConcurrency });
-    this.#httpsAgent = new https.Agent({ keepAlive: true, maxSockets: o.perHostConcurrency });
+    this.#http = new Http1Client({ maxIdlePerOrigin: o.perHostConcurrency, idleTimeoutMs: IDLE_TIMEOUT_MS });
+    // Host is sent from the URL; some CAs answer `unauthorized` without it (RFC 9919 §5).
+    this.#headerLines = `User-Agent: ${o.userAgent}\r\nAccept: application/ocsp-response\r\n`;
   }
 
   async fetch(url: string, request: Uint8Array, signal?: AbortSignal): Promise<FetchResult> {
     if (signal?.aborted) throw new StaplerError('FETCH_ABORTED');
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch (cause) {
-      throw new StaplerError('FETCH_URL', url, { cause });
-    }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new StaplerError('FETCH_URL', url);
+    const parsed = this.#parse(url);
     const release = await this.#hosts.acquire(parsed.host);
     try {
       if (signal?.aborted) throw new StaplerError('FETCH_ABORTED');
       const getUrl = getUrlFor(url, request);
       const started = performance.now();
-      const res = getUrl.length <= MAX_GET_URL ? await this.#send(new URL(getUrl), 'GET', undefined, signal) : await this.#send(parsed, 'POST', request, signal);
-      return { ...res, durationMs: performance.now() - started };
+      const get = getUrl.length <= MAX_GET_URL;
+      const res = await this.#http.request({
+        url: get ? new URL(getUrl) : parsed,
+        method: get ? 'GET' : 'POST',
+        headerLines: get ? this.#headerLines : `${this.#headerLines}Content-Type: application/ocsp-request\r\n`,
+        body: get ? undefined : request,
+        timeoutMs: this.#o.timeoutMs,
+        maxBodyBytes: this.#o.maxResponseBytes,
+        signal,
+        checkHead,
+      });
+      // A copy of exactly the body: the socket's read buffer behind it is not kept alive with the staple.
+      return { body: new Uint8Array(res.body), method: get ? 'GET' : 'POST', maxAgeSeconds: maxAgeOf(res.headers.get('cache-control')), durationMs: performance.now() - started };
     } finally {
       release();
     }
   }
 
   close(): void {
-    this.#httpAgent.destroy();
-    this.#httpsAgent.destroy();
+    this.#http.close();
   }
 
-  #send(url: URL, method: 'GET' | 'POST', body: Uint8Array | undefined, signal: AbortSignal | undefined): Promise<Omit<FetchResult, 'durationMs'>> {
-    const o = this.#o;
-    const isHttps = url.protocol === 'https:';
-    // Host is set by node from the URL; some CAs answer `unauthorized` without it (RFC 9919 §5).
-    const headers: Record<string, string> = { 'user-agent': o.userAgent, accept: 'application/ocsp-response' };
-    if (body) {
-      headers['content-type'] = 'application/ocsp-request';
-      headers['content-length'] = String(body.byteLength);
+  #parse(url: string): URL {
+    let parsed = this.#urls.get(url);
+    if (parsed) return parsed;
+    try {
+      parsed = new URL(url);
+    } catch (cause) {
+      throw new StaplerError('FETCH_URL', url, { cause });
     }
-    return new Promise((resolve, reject) => {
-      const req = (isHttps ? https : http).request(url, { method, headers, agent: isHttps ? this.#httpsAgent : this.#httpAgent });
-      // One deadline for connect, headers and the whole body: a responder dripping bytes cannot hold us.
-      const deadline = setTimeout(() => req.destroy(new StaplerError('FETCH_TIMEOUT', `${o.timeoutMs} ms`)), o.timeoutMs);
-      const onAbort = () => req.destroy(new StaplerError('FETCH_ABORTED'));
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const fail = (e: unknown) => {
-        clearTimeout(deadline);
-        signal?.removeEventListener('abort', onAbort);
-        reject(e instanceof StaplerError ? e : new StaplerError('FETCH_CONNECT', (e as Error).message, { cause: e }));
-      };
-      req.on('error', fail);
-      req.on('response', (res) => {
-        res.on('error', fail);
-        const err = checkHead(res, o.maxResponseBytes);
-        if (err) {
-          res.resume();
-          req.destroy(err);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > o.maxResponseBytes) req.destroy(new StaplerError('FETCH_TOO_LARGE', `over ${o.maxResponseBytes} bytes`));
-          else chunks.push(c);
-        });
-        res.on('end', () => {
-          clearTimeout(deadline);
-          signal?.removeEventListener('abort', onAbort);
-          if (!res.complete) return fail(new StaplerError('FETCH_CONNECT', 'connection closed mid-body'));
-          resolve({ body: new Uint8Array(Buffer.concat(chunks, size)), method, maxAgeSeconds: maxAgeOf(res.headers['cache-control']) });
-        });
-      });
-      req.end(body);
-    });
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new StaplerError('FETCH_URL', url);
+    if (this.#urls.size >= MAX_PARSED_URLS) this.#urls.clear();
+    this.#urls.set(url, parsed);
+    return parsed;
   }
 }
 
-function checkHead(res: http.IncomingMessage, cap: number): StaplerError | undefined {
-  if (res.statusCode !== 200) {
-    return new StaplerError('FETCH_HTTP_STATUS', `HTTP ${res.statusCode}`, { retryAfter: retryAfterOf(res.headers['retry-after']) });
+/** Idle kept-alive connections to a responder are closed after this long. */
+const IDLE_TIMEOUT_MS = 30_000;
+const MAX_PARSED_URLS = 1024;
+
+function checkHead(status: number, headers: Map<string, string>): StaplerError | undefined {
+  if (status !== 200) {
+    return new StaplerError('FETCH_HTTP_STATUS', `HTTP ${status}`, { retryAfter: retryAfterOf(headers.get('retry-after')) });
   }
-  const type = res.headers['content-type'];
+  const type = headers.get('content-type');
   // RFC 6960 A.1: the answer is application/ocsp-response. An HTML error page behind a 200 is common.
   if (type !== undefined && type.split(';')[0]!.trim().toLowerCase() !== 'application/ocsp-response') {
     return new StaplerError('FETCH_CONTENT_TYPE', type);
   }
-  const len = Number(res.headers['content-length'] ?? 0);
-  if (len > cap) return new StaplerError('FETCH_TOO_LARGE', `Content-Length ${len}`);
   return undefined;
 }
 
