@@ -1,7 +1,7 @@
 /**
  * The prefetch reference: the same OCSP GET requests staplerd would send, from a plain node:http client
  * at a fixed concurrency (keep-alive agent, maxSockets = concurrency), bodies read and not verified.
- * Usage: node dist/bench/plain-client.js URLS.txt CONCURRENCY  -> prints {"elapsedMs","ok","failed"}.
+ * Usage: node dist/bench/plain-client.js URLS.txt CONCURRENCY  -> prints {"elapsedMs","ok","failed","cpuMicrosPerRequest"}.
  */
 import { readFileSync } from 'node:fs';
 import { Agent, get } from 'node:http';
@@ -24,6 +24,7 @@ async function main(): Promise<void> {
   let next = 0;
   let ok = 0;
   let failed = 0;
+  const cpu0 = process.cpuUsage();
   const started = performance.now();
   const startedAt = performance.timeOrigin + started;
   await Promise.all(
@@ -36,8 +37,11 @@ async function main(): Promise<void> {
     }),
   );
   const elapsedMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpu0);
   agent.destroy();
-  process.stdout.write(`${JSON.stringify({ elapsedMs, ok, failed, startedAt })}\n`);
+  // The client's own CPU per request (user + system): the floor for any fetcher's HTTP work.
+  const cpuMicrosPerRequest = (cpu.user + cpu.system) / urls.length;
+  process.stdout.write(`${JSON.stringify({ elapsedMs, ok, failed, startedAt, cpuMicrosPerRequest })}\n`);
 }
 
 void main();

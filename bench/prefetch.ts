@@ -19,6 +19,8 @@ export interface PrefetchResult {
   concurrency: number;
   /** Plain client, same requests, same concurrency: first request sent to last answer read, ms. */
   upstreamOnlyMs: number;
+  /** The plain client's own CPU (user + system) per request, µs: what the HTTP exchange alone costs a client. */
+  plainClientCpuMicros: number;
   /** staplerd: first request seen by the responder to /readyz 200, ms. */
   staplerdMs: number;
   ratio: number;
@@ -42,12 +44,12 @@ export interface StartupResult {
   rssMB: number;
 }
 
-async function plainClient(fx: Fixture, count: number, concurrency: number): Promise<{ elapsedMs: number; ok: number; failed: number }> {
+async function plainClient(fx: Fixture, count: number, concurrency: number): Promise<{ elapsedMs: number; ok: number; failed: number; cpuMicrosPerRequest: number }> {
   const urls = fx.leaves.slice(0, count).map((l) => getUrlFor(fx.upstreamUrl, fx.minter.request(l)));
   const file = join(fx.tmp, `urls-${count}.txt`);
   await writeFile(file, urls.join('\n') + '\n');
   const child = spawnNode(benchScript('plain-client'), [file, String(concurrency)]);
-  const r = await child.waitLine<{ elapsedMs: number; ok: number; failed: number }>((l) => typeof l.elapsedMs === 'number', 600_000);
+  const r = await child.waitLine<{ elapsedMs: number; ok: number; failed: number; cpuMicrosPerRequest: number }>((l) => typeof l.elapsedMs === 'number', 600_000);
   await child.exited;
   return r;
 }
@@ -107,6 +109,7 @@ export async function prefetchAndStartup(o: PrefetchOptions): Promise<{ prefetch
       certificates: o.certs,
       concurrency: o.concurrency,
       upstreamOnlyMs: plain.elapsedMs,
+      plainClientCpuMicros: plain.cpuMicrosPerRequest,
       staplerdMs,
       ratio: staplerdMs / plain.elapsedMs,
       spawnToReadyMs: ready.at - daemon.spawnedAt,

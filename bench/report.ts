@@ -105,6 +105,7 @@ export function render(r: Results, targets: Target[], header: string): string {
         ['ratio', f(p.ratio, 2)],
         ['staplerd: spawn -> /readyz 200, ms', f(p.spawnToReadyMs)],
         ['daemon CPU per certificate (spawn..ready), ms', f(p.daemonCpuPerCertMs, 3)],
+        ['plain client CPU per request (HTTP only), µs', f(p.plainClientCpuMicros, 1)],
         ['verifyOcspResponse in-process, µs each', f(p.verifyMicros, 1)],
         ['responder signing in-process, µs each', f(p.signMicros, 1)],
         ['states', JSON.stringify(p.states)],
