@@ -13,7 +13,10 @@ import { StaplerError } from '../errors.js';
  */
 
 export interface Http1Request {
+  /** The origin (scheme, host, port) and, unless `path` is given, the request target. */
   url: URL;
+  /** The request target (origin-form, RFC 9112 §3.2.1) when it is not the URL's own path and query. */
+  path?: string | undefined;
   method: 'GET' | 'POST';
   /** Extra header lines, each `Name: value\r\n` (Host, Content-Length and Connection are added here). */
   headerLines: string;
@@ -409,7 +412,7 @@ function originOf(url: URL): string {
 }
 
 function requestHead(r: Http1Request): Buffer {
-  const path = (r.url.pathname || '/') + r.url.search;
+  const path = r.path ?? (r.url.pathname || '/') + r.url.search;
   let head = `${r.method} ${path} HTTP/1.1\r\nHost: ${r.url.host}\r\n${r.headerLines}`;
   if (r.body) head += `Content-Length: ${r.body.byteLength}\r\n`;
   return Buffer.from(`${head}\r\n`, 'latin1');

@@ -62,7 +62,8 @@ export class HttpResponderClient implements ResponderClient {
       const started = performance.now();
       const get = getUrl.length <= MAX_GET_URL;
       const res = await this.#http.request({
-        url: get ? new URL(getUrl) : parsed,
+        url: parsed,
+        path: get ? pathOf(getUrl, parsed) : undefined,
         method: get ? 'GET' : 'POST',
         headerLines: get ? this.#headerLines : `${this.#headerLines}Content-Type: application/ocsp-request\r\n`,
         body: get ? undefined : request,
@@ -95,6 +96,14 @@ export class HttpResponderClient implements ResponderClient {
     this.#urls.set(url, parsed);
     return parsed;
   }
+}
+
+/** The origin-form target of a GET URL built on `base`, without parsing it again when it starts with base's origin. */
+function pathOf(getUrl: string, base: URL): string {
+  const origin = `${base.protocol}//${base.host}`;
+  if (getUrl.startsWith(origin) && getUrl[origin.length] === '/') return getUrl.slice(origin.length);
+  const u = new URL(getUrl);
+  return u.pathname + u.search;
 }
 
 /** Idle kept-alive connections to a responder are closed after this long. */

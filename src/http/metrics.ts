@@ -109,10 +109,18 @@ export class Metrics {
   }
 }
 
+/** Responder URL to its host label, parsed once per URL (every fetch reports one; few URLs exist). */
+const hosts = new Map<string, string>();
+
 function hostOf(url: string): string {
+  let host = hosts.get(url);
+  if (host !== undefined) return host;
   try {
-    return new URL(url).host;
+    host = new URL(url).host;
   } catch {
-    return 'invalid';
+    host = 'invalid';
   }
+  if (hosts.size >= 1024) hosts.clear();
+  hosts.set(url, host);
+  return host;
 }

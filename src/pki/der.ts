@@ -146,8 +146,19 @@ function lengthOctets(n: number): Uint8Array {
 }
 
 export function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
-  const body = Buffer.concat(parts);
-  return new Uint8Array(Buffer.concat([Uint8Array.of(tag), lengthOctets(body.byteLength), body]));
+  let n = 0;
+  for (const p of parts) n += p.byteLength;
+  const len = lengthOctets(n);
+  // One allocation of the exact size (requests are built on every fetch).
+  const out = new Uint8Array(1 + len.byteLength + n);
+  out[0] = tag;
+  out.set(len, 1);
+  let at = 1 + len.byteLength;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
 }
 
 export const seq = (...parts: Uint8Array[]): Uint8Array => tlv(TAG.SEQUENCE, ...parts);

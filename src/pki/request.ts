@@ -28,8 +28,10 @@ export function buildOcspRequest(ids: CertId[], opts: { nonce?: Uint8Array } = {
 }
 
 /** RFC 6960 §4.1.1 CertID, hash algorithm with NULL parameters as OpenSSL and most clients send it. */
+const HASH_ALG = { sha1: seq(encodeOid(OID.sha1), NULL_DER), sha256: seq(encodeOid(OID.sha256), NULL_DER) } as const;
+
 export function encodeCertId(id: CertId): Uint8Array {
-  const alg = seq(encodeOid(id.hashAlgorithm === 'sha1' ? OID.sha1 : OID.sha256), NULL_DER);
+  const alg = HASH_ALG[id.hashAlgorithm];
   return seq(alg, octets(id.issuerNameHash), octets(id.issuerKeyHash), tlv(TAG.INTEGER, id.serialNumber));
 }
 
