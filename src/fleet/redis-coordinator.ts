@@ -191,10 +191,10 @@ export class RedisCoordinator implements FetchCoordinator {
       this.#o.onRejected?.(r.fingerprint);
       return undefined;
     }
-    const held = r.held?.thisUpdate.getTime() ?? -Infinity;
-    if (staple.thisUpdate.getTime() > held) return { staple, maxAge: undefined, source: 'shared' };
+    const held = r.held?.thisUpdateMs ?? -Infinity;
+    if (staple.thisUpdateMs > held) return { staple, maxAge: undefined, source: 'shared' };
     // Same response as ours, and another node asked the CA just now: asking again would get the same.
-    if (staple.thisUpdate.getTime() === held && Date.now() - rec.checkedAt < this.#o.minIntervalMs) return { staple: r.held ?? staple, maxAge: undefined, source: 'shared' };
+    if (staple.thisUpdateMs === held && Date.now() - rec.checkedAt < this.#o.minIntervalMs) return { staple: r.held ?? staple, maxAge: undefined, source: 'shared' };
     return undefined;
   }
 

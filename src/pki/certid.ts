@@ -42,15 +42,23 @@ export function computeCertId(leafDer: Uint8Array, issuerDer: Uint8Array, alg: H
 }
 
 /**
- * Map key for a CertID: the hash algorithm and a 144-bit digest of the CertID's content octets (name hash,
- * key hash, serial as encoded, which is what clients copy from the certificate). Two per certificate are
- * held for its whole life, so the key is short (25 characters, not the ~170 of the hex fields); the digest
- * is far beyond accidental collision, and a staple found by a crafted collision would still carry the other
- * certificate's CertID, which the client checks (RFC 6960 §4.2.2.3).
+ * Map key for a CertID: a 138-bit digest of the CertID's content octets (name hash, key hash, serial as
+ * encoded, which is what clients copy from the certificate) with the hash algorithm in the first character
+ * ('A' SHA-1, 'B' SHA-256), 24 characters of base64. Two per certificate are held for its whole life, so
+ * the key is short (not the ~170 characters of the hex fields) and one flat string (not a concatenation).
+ * The digest is far beyond accidental collision, and a staple found by a crafted collision would still
+ * carry the other certificate's CertID, which the client checks (RFC 6960 §4.2.2.3).
  */
 export function certIdKey(id: CertId): string {
   const d = createHash('sha256').update(id.issuerNameHash).update(id.issuerKeyHash).update(id.serialNumber).digest();
-  return (id.hashAlgorithm === 'sha1' ? '1' : '2') + d.toString('base64', 0, 18);
+  // The top six bits of the first byte become the first base64 character.
+  d[0] = (id.hashAlgorithm === 'sha1' ? 0 : 4) | (d[0]! & 3);
+  return d.toString('base64', 0, 18);
+}
+
+/** The hash algorithm a certIdKey was made for. */
+export function algOfKey(key: string): HashName {
+  return key.charCodeAt(0) === 0x41 ? 'sha1' : 'sha256';
 }
 
 export function certIdEqual(a: CertId, b: CertId): boolean {

@@ -26,6 +26,8 @@ export interface CertInfo {
   readonly publicKeyBits: Uint8Array;
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** notAfter in epoch ms (checked on every refresh and readiness pass, without a Date each time). */
+  readonly notAfterMs: number;
   readonly ocspUrls: readonly string[];
   /** RFC 7633 TLS feature extension containing status_request (5). */
   readonly mustStaple: boolean;
@@ -57,6 +59,7 @@ export function parseCertificate(input: Uint8Array, source = 'certificate'): Cer
     const [, pk] = children(der, expect(spki, TAG.SEQUENCE, 'SubjectPublicKeyInfo'));
     const exts = extensionsOf(der, rest.find((t) => t.tag === ctx(3)));
     const serialNumber = content(der, expect(serial, TAG.INTEGER, 'serialNumber'));
+    const notAfter = time(der, na!);
     return {
       der,
       fingerprint: toHex(hash('sha256', der)),
@@ -68,7 +71,8 @@ export function parseCertificate(input: Uint8Array, source = 'certificate'): Cer
       spkiDer: whole(der, spki!),
       publicKeyBits: bitString(der, pk!),
       notBefore: time(der, nb!),
-      notAfter: time(der, na!),
+      notAfter,
+      notAfterMs: notAfter.getTime(),
       ocspUrls: ocspUrlsOf(der, exts.get(OID.aia)),
       mustStaple: hasStatusRequestFeature(der, exts.get(OID.tlsFeature)),
       isCA: isCaOf(der, exts.get(OID.basicConstraints)),
@@ -142,13 +146,84 @@ function nameToString(der: Uint8Array, name: Tlv): string {
 const NONE = new Uint8Array(0);
 
 /**
- * What a served certificate keeps once it has been proven to be issued by its issuer: its CertID inputs
- * (serial, issuer Name) copied out, and its identity and dates; not its DER or key. 100,000 certificates
- * then hold ~70 MB less. Such a CertInfo cannot be an issuer, a signer or checked again by isIssuedBy.
+ * What a served certificate keeps once it has been proven to be issued by its issuer: its CertID inputs and
+ * identity, not its DER or key. The issuer Name is the issuer's own bytes when equal (always, in a good
+ * chain), the serial is kept as hex only, the dates as numbers, the OCSP URL list shared with every leaf
+ * naming the same URLs: at 100,000 certificates each byte array or Date per leaf costs ~10-20 MB. Such a
+ * CertInfo cannot be an issuer, a signer or checked again by isIssuedBy.
  */
-export function compactLeaf(c: CertInfo): CertInfo {
-  return { ...c, der: NONE, serialNumber: c.serialNumber.slice(), issuerNameDer: c.issuerNameDer.slice(), subjectNameDer: NONE, spkiDer: NONE, publicKeyBits: NONE };
+export function compactLeaf(c: CertInfo, issuer?: CertInfo): CertInfo {
+  return new CompactLeaf(c, issuer);
 }
+
+class CompactLeaf implements CertInfo {
+  readonly fingerprint: string;
+  readonly serialHex: string;
+  readonly subject: string;
+  readonly issuerNameDer: Uint8Array;
+  readonly notAfterMs: number;
+  readonly #notBeforeMs: number;
+  readonly ocspUrls: readonly string[];
+  readonly mustStaple: boolean;
+  readonly ekuOcspSigning: boolean;
+  readonly ocspNoCheck: boolean;
+
+  constructor(c: CertInfo, issuer: CertInfo | undefined) {
+    this.fingerprint = c.fingerprint;
+    this.serialHex = c.serialHex;
+    this.subject = c.subject;
+    this.issuerNameDer = issuer && bytesEqual(c.issuerNameDer, issuer.subjectNameDer) ? issuer.subjectNameDer : c.issuerNameDer.slice();
+    this.notAfterMs = c.notAfterMs;
+    this.#notBeforeMs = c.notBefore.getTime();
+    this.ocspUrls = sharedUrls(c.ocspUrls);
+    this.mustStaple = c.mustStaple;
+    this.ekuOcspSigning = c.ekuOcspSigning;
+    this.ocspNoCheck = c.ocspNoCheck;
+  }
+
+  get der(): Uint8Array {
+    return NONE;
+  }
+  get subjectNameDer(): Uint8Array {
+    return NONE;
+  }
+  get spkiDer(): Uint8Array {
+    return NONE;
+  }
+  get publicKeyBits(): Uint8Array {
+    return NONE;
+  }
+  get isCA(): boolean {
+    return false; // a CA certificate is never compacted: it is an issuer
+  }
+  /** The INTEGER content octets, rebuilt from hex for each request (a few per day per certificate). */
+  get serialNumber(): Uint8Array {
+    return new Uint8Array(Buffer.from(this.serialHex, 'hex'));
+  }
+  get notBefore(): Date {
+    return new Date(this.#notBeforeMs);
+  }
+  get notAfter(): Date {
+    return new Date(this.notAfterMs);
+  }
+}
+
+/** OCSP URL lists, one frozen array per distinct list: thousands of leaves name the same responder. */
+const urlLists = new Map<string, readonly string[]>();
+const MAX_URL_LISTS = 4096;
+
+export function sharedUrls(urls: readonly string[]): readonly string[] {
+  if (urls.length === 0) return NO_URLS;
+  const key = urls.join('\n');
+  let shared = urlLists.get(key);
+  if (!shared) {
+    if (urlLists.size >= MAX_URL_LISTS) urlLists.clear();
+    urlLists.set(key, (shared = Object.freeze([...urls])));
+  }
+  return shared;
+}
+
+const NO_URLS: readonly string[] = Object.freeze([]);
 
 const keys = new WeakMap<CertInfo, KeyObject>();
 
@@ -176,5 +251,5 @@ export function isIssuedBy(leaf: CertInfo, issuer: CertInfo): boolean {
 
 /** Valid at `now` by its own dates. */
 export function isTimeValid(c: CertInfo, now: Date): boolean {
-  return c.notBefore.getTime() <= now.getTime() && now.getTime() <= c.notAfter.getTime();
+  return c.notBefore.getTime() <= now.getTime() && now.getTime() <= c.notAfterMs;
 }

@@ -52,10 +52,10 @@ export function backoffMs(failures: number, p: RefreshPolicy, rand: Rand, retryA
 }
 
 /** Epoch ms until which a staple may be served: nextUpdate − margin. */
-export function servableUntil(nextUpdate: Date, marginSeconds: number): number {
-  return nextUpdate.getTime() - marginSeconds * 1000;
+export function servableUntil(nextUpdate: Date | number, marginSeconds: number): number {
+  return (typeof nextUpdate === 'number' ? nextUpdate : nextUpdate.getTime()) - marginSeconds * 1000;
 }
 
-export function isServable(nextUpdate: Date, now: Date, marginSeconds: number): boolean {
+export function isServable(nextUpdate: Date | number, now: Date, marginSeconds: number): boolean {
   return now.getTime() < servableUntil(nextUpdate, marginSeconds);
 }

@@ -51,6 +51,7 @@ export function learnedLeaf(issuer: CertInfo, serial: Uint8Array): CertInfo {
     publicKeyBits: new Uint8Array(0),
     notBefore: new Date(0),
     notAfter: FAR_FUTURE,
+    notAfterMs: FAR_FUTURE.getTime(),
     ocspUrls: [],
     mustStaple: false,
     isCA: false,

@@ -5,37 +5,77 @@ import type { CertStatus } from '../pki/response.js';
 import type { VerifiedResponse } from '../pki/verify.js';
 import type { CertRecord } from '../sources/certificates.js';
 
-/** A verified OCSP response ready to serve, with its constant headers computed once (RFC 5019 §6.2). */
-export interface Staple {
+/**
+ * A verified OCSP response ready to serve. Dates are held as numbers and the constant response headers
+ * (RFC 5019 §6.2) are computed when first served: 100,000 staples would otherwise hold four Dates and
+ * three strings each, most of them for certificates nobody asks about between two refreshes.
+ */
+export class Staple {
   readonly body: Buffer;
   readonly status: CertStatus;
-  readonly thisUpdate: Date;
-  readonly nextUpdate: Date;
-  readonly producedAt: Date;
-  readonly fetchedAt: Date;
   readonly singleCount: number;
-  readonly etag: string;
-  readonly lastModified: string;
-  readonly expires: string;
+  readonly thisUpdateMs: number;
+  readonly nextUpdateMs: number;
+  readonly #producedAtMs: number;
+  readonly #fetchedAtMs: number;
+  #headers: { etag: string; lastModified: string; expires: string } | undefined;
+
+  constructor(v: VerifiedResponse, fetchedAt: Date) {
+    // An exact-size buffer of its own: Buffer.from() would copy into node's shared 8 KiB pool, where every
+    // long-lived staple pins the slab it shares with short-lived garbage (about 1.6x the body per staple).
+    this.body = Buffer.allocUnsafeSlow(v.der.byteLength);
+    this.body.set(v.der);
+    this.status = shared(v.status);
+    this.singleCount = v.singleCount;
+    this.thisUpdateMs = v.thisUpdate.getTime();
+    this.nextUpdateMs = v.nextUpdate.getTime();
+    this.#producedAtMs = v.producedAt.getTime();
+    this.#fetchedAtMs = fetchedAt.getTime();
+    Object.freeze(this);
+  }
+
+  get thisUpdate(): Date {
+    return new Date(this.thisUpdateMs);
+  }
+  get nextUpdate(): Date {
+    return new Date(this.nextUpdateMs);
+  }
+  get producedAt(): Date {
+    return new Date(this.#producedAtMs);
+  }
+  get fetchedAt(): Date {
+    return new Date(this.#fetchedAtMs);
+  }
+  /** Strong validator of the exact bytes (RFC 9110 §8.8.3). */
+  get etag(): string {
+    return this.#servingHeaders().etag;
+  }
+  get lastModified(): string {
+    return this.#servingHeaders().lastModified;
+  }
+  get expires(): string {
+    return this.#servingHeaders().expires;
+  }
+
+  #servingHeaders(): { etag: string; lastModified: string; expires: string } {
+    return (this.#headers ??= {
+      etag: `"${createHash('sha256').update(this.body).digest('hex')}"`,
+      lastModified: this.thisUpdate.toUTCString(),
+      expires: this.nextUpdate.toUTCString(),
+    });
+  }
+}
+
+const GOOD: CertStatus = Object.freeze({ kind: 'good' });
+const UNKNOWN: CertStatus = Object.freeze({ kind: 'unknown' });
+
+/** One status object for every good (or unknown) staple; revoked ones carry their own time and reason. */
+function shared(s: CertStatus): CertStatus {
+  return s.kind === 'good' ? GOOD : s.kind === 'unknown' ? UNKNOWN : s;
 }
 
 export function toStaple(v: VerifiedResponse, fetchedAt: Date): Staple {
-  // An exact-size buffer of its own: Buffer.from() would copy into node's shared 8 KiB pool, where every
-  // long-lived staple pins the slab it shares with short-lived garbage (about 1.6x the body per staple).
-  const body = Buffer.allocUnsafeSlow(v.der.byteLength);
-  body.set(v.der);
-  return Object.freeze({
-    body,
-    status: v.status,
-    thisUpdate: v.thisUpdate,
-    nextUpdate: v.nextUpdate,
-    producedAt: v.producedAt,
-    fetchedAt,
-    singleCount: v.singleCount,
-    etag: `"${createHash('sha256').update(body).digest('hex')}"`,
-    lastModified: v.thisUpdate.toUTCString(),
-    expires: v.nextUpdate.toUTCString(),
-  });
+  return new Staple(v, fetchedAt);
 }
 
 export type EntryState = 'pending' | 'good' | 'revoked' | 'unknown' | 'failing' | 'not_applicable' | 'expired';
@@ -73,7 +113,7 @@ export interface Entry {
 /** The state is derived, never stored: a staple that aged past nextUpdate − margin stops counting by itself. */
 export function stateOf(e: Entry, now: Date, marginSeconds: number): EntryState {
   if (!e.record.url) return 'not_applicable';
-  if (e.record.leaf.notAfter.getTime() <= now.getTime()) return 'expired';
+  if (e.record.leaf.notAfterMs <= now.getTime()) return 'expired';
   const s = servableStaple(e, now, marginSeconds);
   if (s) return s.status.kind;
   return e.failures > 0 ? 'failing' : 'pending';
@@ -81,7 +121,7 @@ export function stateOf(e: Entry, now: Date, marginSeconds: number): EntryState 
 
 export function servableStaple(e: Entry, now: Date, marginSeconds: number): Staple | undefined {
   const s = e.staple;
-  return s && isServable(s.nextUpdate, now, marginSeconds) ? s : undefined;
+  return s && isServable(s.nextUpdateMs, now, marginSeconds) ? s : undefined;
 }
 
 export interface CertificateView {

@@ -5,7 +5,7 @@ import { errorCode, StaplerError } from '../errors.js';
 import type { RefreshConfig } from '../config/schema.js';
 import type { ResponderClient } from '../fetch/responder-client.js';
 import { Scheduler } from '../fetch/scheduler.js';
-import { certIdKey, certIdOf, type HashName } from '../pki/certid.js';
+import { algOfKey, certIdKey, certIdOf, type HashName } from '../pki/certid.js';
 import { backoffMs, nextRefreshAt, servableUntil, type Rand } from '../pki/freshness.js';
 import { buildOcspRequest } from '../pki/request.js';
 import { verifyOcspResponseAsync, type SignerMemo } from '../pki/verify.js';
@@ -70,9 +70,10 @@ export class Stapler {
   readonly #o: StaplerOptions;
   readonly #rand: Rand;
   readonly #entries = new Map<string, Entry>();
-  readonly #byCertId = new Map<string, { e: Entry; alg: HashName }>();
+  readonly #byCertId = new Map<string, Entry>();
   /** Entries by leaf fingerprint (usually one; the same certificate may be configured under two names). */
-  readonly #byFingerprint = new Map<string, Set<Entry>>();
+  /** One entry, or a Set when several certificates share a fingerprint (the same file configured twice). */
+  readonly #byFingerprint = new Map<string, Entry | Set<Entry>>();
   readonly #scheduler: Scheduler;
   readonly #memo: SignerMemo = new Map();
   readonly #writes: WriteBehind;
@@ -186,12 +187,12 @@ export class Stapler {
 
   /** Hot path: a map lookup and a time comparison. */
   answer(key: string): Answer {
-    const ref = this.#byCertId.get(key);
-    if (!ref) return { kind: 'unknown' };
-    const { e, alg } = ref;
+    const e = this.#byCertId.get(key);
+    if (!e) return { kind: 'unknown' };
+    const alg = algOfKey(key);
     const nowMs = this.#o.clock.now().getTime();
     const s = alg === 'sha1' ? e.staple : e.alt;
-    const until = s ? servableUntil(s.nextUpdate, this.#o.refresh.marginSeconds) : 0;
+    const until = s ? servableUntil(s.nextUpdateMs, this.#o.refresh.marginSeconds) : 0;
     if (s && nowMs < until) {
       const due = this.#scheduler.dueMs(alg === 'sha1' ? e.record.name : e.record.name + ALT) ?? Infinity;
       return { kind: 'staple', staple: s, maxAgeSeconds: Math.max(0, Math.floor((Math.min(due, until) - nowMs) / 1000)) };
@@ -230,7 +231,7 @@ export class Stapler {
    * and commit it to every certificate with that fingerprint, which runs the sinks and reschedules.
    */
   async adoptShared(fingerprint: string): Promise<void> {
-    const targets = [...(this.#byFingerprint.get(fingerprint) ?? [])].filter((e) => e.record.url);
+    const targets = this.#withFingerprint(fingerprint).filter((e) => e.record.url);
     if (targets.length === 0) return;
     const der = await this.#coordinator.shared(fingerprint).catch(() => undefined);
     if (!der) return;
@@ -242,7 +243,7 @@ export class Stapler {
         this.#o.log.warn({ cert: e.record.name, code: errorCode(err, 'OCSP_MALFORMED') }, 'shared staple failed verification: ignored');
         continue;
       }
-      if (e.staple && staple.thisUpdate.getTime() <= e.staple.thisUpdate.getTime()) continue;
+      if (e.staple && staple.thisUpdateMs <= e.staple.thisUpdateMs) continue;
       const next = this.#commitSuccess(e, e.generation, staple, undefined);
       if (next && !this.#scheduler.running(e.record.name)) this.#scheduler.schedule(e.record.name, next);
     }
@@ -299,14 +300,22 @@ export class Stapler {
     const keys = r.url ? (['sha1', 'sha256'] as const).map((a) => certIdKey(certIdOf(r.leaf, r.issuer, a))) : [];
     const e: Entry = { record: r, keys, staple: undefined, alt: undefined, altFailures: 0, failures: 0, lastError: undefined, generation: 0, reported: 'pending' };
     this.#entries.set(r.name, e);
-    const same = this.#byFingerprint.get(r.leaf.fingerprint) ?? new Set<Entry>();
-    this.#byFingerprint.set(r.leaf.fingerprint, same.add(e));
+    const fp = r.leaf.fingerprint;
+    const same = this.#byFingerprint.get(fp);
+    if (!same) this.#byFingerprint.set(fp, e);
+    else if (same instanceof Set) same.add(e);
+    else this.#byFingerprint.set(fp, new Set([same, e]));
     if (r.url) {
-      this.#byCertId.set(keys[0]!, { e, alg: 'sha1' });
-      this.#byCertId.set(keys[1]!, { e, alg: 'sha256' });
+      this.#byCertId.set(keys[0]!, e);
+      this.#byCertId.set(keys[1]!, e);
     }
     if (!r.url) this.#o.log.debug({ cert: r.name }, 'no OCSP URL: not applicable');
     return e;
+  }
+
+  #withFingerprint(fp: string): Entry[] {
+    const same = this.#byFingerprint.get(fp);
+    return same === undefined ? [] : same instanceof Set ? [...same] : [same];
   }
 
   #remove(name: string, dropPersistedFp: string | undefined): void {
@@ -316,11 +325,14 @@ export class Stapler {
     this.#entries.delete(name);
     this.#scheduler.remove(name);
     this.#scheduler.remove(name + ALT);
-    for (const k of e.keys) if (this.#byCertId.get(k)?.e === e) this.#byCertId.delete(k);
+    for (const k of e.keys) if (this.#byCertId.get(k) === e) this.#byCertId.delete(k);
     const fp = e.record.leaf.fingerprint;
     const same = this.#byFingerprint.get(fp);
-    same?.delete(e);
-    if (same?.size === 0) this.#byFingerprint.delete(fp);
+    if (same === e) this.#byFingerprint.delete(fp);
+    else if (same instanceof Set) {
+      same.delete(e);
+      if (same.size === 1) this.#byFingerprint.set(fp, [...same][0]!);
+    }
     const shared = dropPersistedFp !== undefined && this.#byFingerprint.has(dropPersistedFp);
     if (dropPersistedFp && !shared) this.#writes.enqueue(dropPersistedFp, () => this.#o.store.delete(dropPersistedFp));
     this.#o.log.info({ cert: name }, 'certificate removed');
@@ -381,7 +393,7 @@ export class Stapler {
     const url = e?.record.url;
     if (!e || !url) return null;
     const { record, generation } = e;
-    if (record.leaf.notAfter.getTime() <= this.#o.clock.now().getTime()) {
+    if (record.leaf.notAfterMs <= this.#o.clock.now().getTime()) {
       this.#o.log.info({ cert: name }, 'certificate expired: no more refreshes');
       return null;
     }
@@ -407,12 +419,12 @@ export class Stapler {
   async #refreshAlt(name: string): Promise<Date | null> {
     const e = this.#entries.get(name);
     const url = e?.record.url;
-    if (!e || !url || e.record.leaf.notAfter.getTime() <= this.#o.clock.now().getTime()) return null;
+    if (!e || !url || e.record.leaf.notAfterMs <= this.#o.clock.now().getTime()) return null;
     const generation = e.generation;
     try {
       const { staple } = await this.#fetch(e.record, url, 'sha256');
       if (this.#entries.get(name) !== e || e.generation !== generation) return null;
-      if (!e.alt || staple.thisUpdate.getTime() >= e.alt.thisUpdate.getTime()) e.alt = staple;
+      if (!e.alt || staple.thisUpdateMs >= e.alt.thisUpdateMs) e.alt = staple;
       e.altFailures = 0;
       return nextRefreshAt(e.alt, this.#o.clock.now(), this.#o.refresh, this.#rand);
     } catch (err) {
@@ -428,7 +440,7 @@ export class Stapler {
     if (this.#entries.get(e.record.name) !== e || e.generation !== generation) return null;
     const held = e.staple;
     // Never replace a staple with an older one (RFC 9919 §4: a CDN or a lagging replica can serve stale data).
-    if (held && fresh.thisUpdate.getTime() < held.thisUpdate.getTime()) {
+    if (held && fresh.thisUpdateMs < held.thisUpdateMs) {
       return this.#commitFailure(e, generation, new StaplerError('OCSP_OLDER', `thisUpdate ${fresh.thisUpdate.toISOString()} < ${held.thisUpdate.toISOString()}`));
     }
     const now = this.#o.clock.now();

@@ -8,7 +8,7 @@ import type { Entry, EntryState } from './staple.js';
  * moment, not an hour later.
  */
 export function retryDelayMs(e: Entry, nowMs: number, p: Pick<RefreshPolicy, 'marginSeconds'>, backoff: number): number {
-  const servableIn = e.staple ? servableUntil(e.staple.nextUpdate, p.marginSeconds) - nowMs : -1;
+  const servableIn = e.staple ? servableUntil(e.staple.nextUpdateMs, p.marginSeconds) - nowMs : -1;
   if (servableIn > 60_000) return Math.min(backoff, servableIn - 30_000);
   if (servableIn >= 0) return Math.min(backoff, servableIn + 1);
   return backoff;

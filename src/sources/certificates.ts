@@ -66,7 +66,8 @@ export async function loadRecord(
         (c.issuer ? ` in ${c.issuer}` : ' (add the issuer to the chain or set `issuer:`)'),
     );
   }
-  return { name: c.name, source: c.chain, leaf: compactLeaf(leaf), issuer, url: c.responder ?? leaf.ocspUrls[0] };
+  const compact = compactLeaf(leaf, issuer);
+  return { name: c.name, source: c.chain, leaf: compact, issuer, url: c.responder ?? compact.ocspUrls[0] };
 }
 
 /** `*.pem`, `fullchain-?.crt`: shell-style file name patterns, no path separators. */

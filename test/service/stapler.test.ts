@@ -210,7 +210,7 @@ describe('Stapler', () => {
   test('an expired certificate is listed as expired and not fetched', async () => {
     responder.setFault(null);
     const r = rig();
-    const expired: CertRecord = { ...r.records.good, name: 'old', leaf: { ...f.good, notAfter: new Date(f.now.getTime() - 1000) } };
+    const expired: CertRecord = { ...r.records.good, name: 'old', leaf: { ...f.good, notAfter: new Date(f.now.getTime() - 1000), notAfterMs: f.now.getTime() - 1000 } };
     const before = responder.stats.requests;
     await r.stapler.setRecords([expired]);
     await r.stapler.start();
