@@ -130,6 +130,7 @@ const SHORT: Record<string, string> = {
 
 /** "CN=www.example, O=Example" in encoding order, for people (never compared). */
 function nameToString(der: Uint8Array, name: Tlv): string {
+  // Pieces joined once: one flat string, not a chain of concatenations held for the certificate's life.
   const out: string[] = [];
   for (const rdn of children(der, name)) {
     for (const atv of children(der, rdn)) {
@@ -137,10 +138,11 @@ function nameToString(der: Uint8Array, name: Tlv): string {
       const o = oid(der, type!);
       const raw = content(der, value!);
       const text = value!.tag === TAG.BMPString ? Buffer.from(raw).swap16().toString('utf16le') : Buffer.from(raw).toString(value!.tag === TAG.UTF8String ? 'utf8' : 'latin1');
-      out.push(`${SHORT[o] ?? o}=${text}`);
+      if (out.length > 0) out.push(', ');
+      out.push(SHORT[o] ?? o, '=', text);
     }
   }
-  return out.join(', ');
+  return out.join('');
 }
 
 const NONE = new Uint8Array(0);

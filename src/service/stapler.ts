@@ -12,6 +12,7 @@ import { verifyOcspResponseAsync, type SignerMemo } from '../pki/verify.js';
 import type { CertRecord } from '../sources/certificates.js';
 import type { StapleStore } from '../store/store.js';
 import { WriteBehind } from '../store/write-behind.js';
+import { releaseMemory } from '../util/memory.js';
 import { logFetchFailure, logNewStaple, retryDelayMs } from './transitions.js';
 import { forEachLimited } from '../util/pool.js';
 import type { Clock } from '../util/clock.js';
@@ -54,6 +55,8 @@ export type Answer =
 const PRIME_CONCURRENCY = 32;
 /** Longest a fetched staple waits to be written while fetches are busy (see WriteBehind). */
 const PERSIST_MAX_DELAY_MS = 10_000;
+/** A drain of at least this many staple writes is a burst, after which memory is released (see releaseMemory). */
+const BURST_WRITES = 1000;
 /** Names listed per kind by readiness() (the counts are whole). */
 const READINESS_NAMES = 100;
 
@@ -88,7 +91,7 @@ export class Stapler {
     this.#rand = o.rand ?? Math.random;
     this.#coordinator = o.coordinator ?? new LocalCoordinator();
     // During a burst of fetches (start-up, resync) writes wait until it is over, up to 10 s.
-    this.#writes = new WriteBehind({ delayMs: o.persistDelayMs ?? 500, maxDelayMs: o.persistMaxDelayMs ?? PERSIST_MAX_DELAY_MS, defer: () => this.#scheduler.busy, concurrency: 8, log: o.log });
+    this.#writes = new WriteBehind({ delayMs: o.persistDelayMs ?? 500, maxDelayMs: o.persistMaxDelayMs ?? PERSIST_MAX_DELAY_MS, defer: () => this.#scheduler.busy, onDrained: (n) => this.#afterWrites(n), concurrency: 8, log: o.log });
     // Every fetch in flight listens on this one signal (up to fetch.concurrency of them): not a leak.
     setMaxListeners(0, this.#abort.signal);
     this.#scheduler = new Scheduler({
@@ -311,6 +314,14 @@ export class Stapler {
     }
     if (!r.url) this.#o.log.debug({ cert: r.name }, 'no OCSP URL: not applicable');
     return e;
+  }
+
+  /** After the writes of a burst (start-up, resync) are on disk, let V8 give back what the burst took. */
+  #afterWrites(written: number): void {
+    if (written < BURST_WRITES || this.#scheduler.busy) return;
+    void releaseMemory().then((done) => {
+      if (done) this.#o.log.debug({ written }, 'released memory after a burst of staple writes');
+    });
   }
 
   #withFingerprint(fp: string): Entry[] {

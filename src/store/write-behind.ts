@@ -23,11 +23,14 @@ export class WriteBehind {
   /** When the oldest write now pending was enqueued (performance.now()). */
   #oldest = 0;
 
-  constructor(o: { delayMs: number; maxDelayMs?: number; defer?: () => boolean; concurrency: number; log: Logger }) {
+  readonly #onDrained: (written: number) => void;
+
+  constructor(o: { delayMs: number; maxDelayMs?: number; defer?: () => boolean; onDrained?: (written: number) => void; concurrency: number; log: Logger }) {
     if (!(o.delayMs >= 0) || !(o.concurrency >= 1)) throw new RangeError('WriteBehind: delayMs >= 0 and concurrency >= 1');
     this.#delayMs = o.delayMs;
     this.#maxDelayMs = Math.max(o.delayMs, o.maxDelayMs ?? o.delayMs);
     this.#defer = o.defer ?? (() => false);
+    this.#onDrained = o.onDrained ?? (() => undefined);
     this.#concurrency = o.concurrency;
     this.#log = o.log;
   }
@@ -62,12 +65,15 @@ export class WriteBehind {
 
   #drain(): Promise<void> {
     this.#draining ??= (async () => {
+      let written = 0;
       while (this.#pending.size > 0) {
         const batch = [...this.#pending];
         this.#pending.clear();
         this.#oldest = performance.now();
+        written += batch.length;
         await forEachLimited(batch, this.#concurrency, ([key, op]) => this.#run(key, op));
       }
+      this.#onDrained(written);
     })().finally(() => {
       this.#draining = undefined;
       if (this.#pending.size > 0) this.#arm();

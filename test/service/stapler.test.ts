@@ -207,6 +207,21 @@ describe('Stapler', () => {
     await r.stapler.stop();
   });
 
+  test('readiness counts every waiting certificate but names at most 100', async () => {
+    responder.setFault({ kind: 'hang' });
+    const r = rig();
+    const many = Array.from({ length: 150 }, (_, i): CertRecord => ({ ...r.records.good, name: `copy-${i}` }));
+    await r.stapler.setRecords(many);
+    await r.stapler.start();
+    const rd = r.stapler.readiness();
+    assert.equal(rd.ready, false);
+    assert.equal(rd.waitingCount, 150);
+    assert.equal(rd.waiting.length, 100);
+    assert.ok(rd.waiting.every((n) => n.startsWith('copy-')));
+    responder.setFault(null);
+    await r.stapler.stop();
+  });
+
   test('an expired certificate is listed as expired and not fetched', async () => {
     responder.setFault(null);
     const r = rig();

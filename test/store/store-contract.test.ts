@@ -40,6 +40,14 @@ function contract(name: string, make: () => Promise<StapleStore>) {
       await s.delete(fp('d'));
       assert.equal(await s.get(fp('d')), undefined);
     });
+    test('keys() lists exactly the fingerprints held', async () => {
+      const s = await make();
+      assert.deepEqual([...(await s.keys())], []);
+      await s.put(fp('1'), { der: Uint8Array.from([1]), meta });
+      await s.put(fp('2'), { der: Uint8Array.from([2]), meta: undefined });
+      await s.delete(fp('1'));
+      assert.deepEqual([...(await s.keys())].sort(), [fp('2')]);
+    });
     test('stored bytes do not change when the caller mutates its buffer', async () => {
       const s = await make();
       const der = Uint8Array.from([7, 7]);
@@ -62,6 +70,13 @@ contract('memory', async () => new MemoryStapleStore({ maxEntries: 100, maxBytes
 contract('disk', disk);
 
 describe('DiskStapleStore', () => {
+  test('keys() ignores metadata, temp files and names that are not fingerprints', async () => {
+    const s = await disk();
+    await s.put(fp('f'), { der: Uint8Array.from([1]), meta });
+    for (const name of [`${fp('0')}.json`, `.${fp('9')}.der.abc.tmp`, 'README.der', `${fp('A')}.der`]) await writeFile(join(s.dir, name), 'x');
+    assert.deepEqual([...(await s.keys())], [fp('f')]);
+  });
+
   test('refuses keys that are not fingerprints, so no path can escape the directory', async () => {
     const s = await disk();
     await assert.rejects(s.put('../../etc/passwd', { der: Uint8Array.from([1]), meta }), /bad key/);
