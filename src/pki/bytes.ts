@@ -12,6 +12,7 @@ export function toHex(b: Uint8Array): string {
 
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
+  if (a.byteLength > 64) return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b); // native compare
   for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;
 }

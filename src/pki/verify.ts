@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { StaplerError } from '../errors.js';
-import { bytesEqual, toHex } from './bytes.js';
+import { bytesEqual } from './bytes.js';
 import { isIssuedBy, isTimeValid, parseCertificate, publicKeyOf, type CertInfo } from './certificate.js';
 import { certIdEqual, certIdOf } from './certid.js';
 import { keyIdOf, parseOcspResponse, type BasicResponse, type CertStatus, type ResponderId } from './response.js';
@@ -125,7 +125,8 @@ function findSigner(
   if (matchesResponderId(basic.responderId, issuer)) return { kind: 'issuer', key: issuerKey(issuer, memo) };
   let candidate: CertInfo | undefined;
   for (const der of basic.certs) {
-    const memoKey = `${issuer.fingerprint}:${toHex(der.subarray(-32))}:${der.byteLength}`;
+    // Keyed by issuer and size, confirmed by comparing the whole DER: no string built from the bytes per response.
+    const memoKey = `${issuer.fingerprint}:${der.byteLength}`;
     const known = memo?.get(memoKey);
     if (known && bytesEqual(known.cert.der, der) && matchesResponderId(basic.responderId, known.cert)) {
       if (!isTimeValid(known.cert, now)) throw new StaplerError('OCSP_SIGNER_EXPIRED', known.cert.subject);
