@@ -55,8 +55,12 @@ export type Answer =
 const PRIME_CONCURRENCY = 32;
 /** Longest a fetched staple waits to be written while fetches are busy (see WriteBehind). */
 const PERSIST_MAX_DELAY_MS = 10_000;
-/** A drain of at least this many staple writes is a burst, after which memory is released (see releaseMemory). */
-const BURST_WRITES = 1000;
+/**
+ * A drain of at least this many staple writes is a burst big enough to release memory after (see
+ * releaseMemory): below it the heap the burst grew is a few MB, and a full GC also drops the JIT's warm
+ * state, which costs the serving path more for a while than those MB are worth.
+ */
+const BURST_WRITES = 10_000;
 /** Names listed per kind by readiness() (the counts are whole). */
 const READINESS_NAMES = 100;
 
