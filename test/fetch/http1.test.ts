@@ -2,7 +2,9 @@ import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Http1Client, type Http1Request } from '../../src/fetch/http1.js';
+import tls from 'node:tls';
 import { isStaplerError, type ErrorCode } from '../../src/errors.js';
+import { fixture } from '../helpers/pki.js';
 
 /**
  * The HTTP/1.1 client against scripted raw-socket servers on 127.0.0.1: every framing a responder may use
@@ -256,6 +258,22 @@ describe('Http1Client', () => {
     await s.close();
     const e = await failsWith(client().request(req(url)), 'FETCH_CONNECT');
     assert.match(e.message, /ECONNREFUSED/);
+  });
+
+  test('https: URLs go over TLS and the server certificate is verified (an unknown CA is FETCH_CONNECT)', async () => {
+    const f = fixture();
+    const leaf = f.pki.leaves.good;
+    const sockets = new Set<net.Socket>();
+    const server = tls.createServer({ key: leaf.keyPem, cert: leaf.pem }, (sock) => sock.on('data', () => sock.write(Buffer.from(ok(), 'latin1'))));
+    server.on('connection', (sock: net.Socket) => sockets.add(sock.on('error', () => undefined)));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const e = await failsWith(client().request(req(`https://127.0.0.1:${port}/x`)), 'FETCH_CONNECT');
+    // The demo CA is not a system CA: the handshake itself is refused, which a plain-TCP client would not do.
+    assert.match(e.message, /certificate|self.signed|issuer/i);
+    assert.equal(sockets.size, 1);
+    for (const sock of sockets) sock.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
   });
 
   test('IPv6 literal hosts connect to ::1 when it is available', async (t) => {

@@ -62,6 +62,23 @@ describe('HttpResponderClient', () => {
     server.close();
   });
 
+  test('the GET target is the path under the configured URL, also when the URL is not in normal form', async () => {
+    const seen: string[] = [];
+    const { server, url } = await listen((req, res) => {
+      seen.push(req.url ?? '');
+      res.writeHead(200, { 'content-type': 'application/ocsp-response' }).end(Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x03]));
+    });
+    const port = new URL(url).port;
+    const c = client();
+    const b64 = encodeURIComponent(Buffer.from(request).toString('base64'));
+    await c.fetch(`http://127.0.0.1:${port}/ocsp`, request);
+    await c.fetch(`http://LOCALHOST:${port}/a/b/`, request);
+    await c.fetch(`http://127.0.0.1:${port}`, request);
+    assert.deepEqual(seen, [`/ocsp/${b64}`, `/a/b/${b64}`, `/${b64}`]);
+    c.close();
+    server.close();
+  });
+
   test('times out a responder that never answers, and one that drips its body', async () => {
     const c = client({ timeoutMs: 300 });
     responder.setFault({ kind: 'hang' });
