@@ -167,6 +167,7 @@ class CompactLeaf implements CertInfo {
   readonly #notBeforeMs: number;
   readonly ocspUrls: readonly string[];
   readonly mustStaple: boolean;
+  readonly isCA: boolean;
   readonly ekuOcspSigning: boolean;
   readonly ocspNoCheck: boolean;
 
@@ -179,6 +180,7 @@ class CompactLeaf implements CertInfo {
     this.#notBeforeMs = c.notBefore.getTime();
     this.ocspUrls = sharedUrls(c.ocspUrls);
     this.mustStaple = c.mustStaple;
+    this.isCA = c.isCA;
     this.ekuOcspSigning = c.ekuOcspSigning;
     this.ocspNoCheck = c.ocspNoCheck;
   }
@@ -194,9 +196,6 @@ class CompactLeaf implements CertInfo {
   }
   get publicKeyBits(): Uint8Array {
     return NONE;
-  }
-  get isCA(): boolean {
-    return false; // a CA certificate is never compacted: it is an issuer
   }
   /** The INTEGER content octets, rebuilt from hex for each request (a few per day per certificate). */
   get serialNumber(): Uint8Array {
@@ -214,7 +213,7 @@ class CompactLeaf implements CertInfo {
 const urlLists = new Map<string, readonly string[]>();
 const MAX_URL_LISTS = 4096;
 
-export function sharedUrls(urls: readonly string[]): readonly string[] {
+function sharedUrls(urls: readonly string[]): readonly string[] {
   if (urls.length === 0) return NO_URLS;
   const key = urls.join('\n');
   let shared = urlLists.get(key);
