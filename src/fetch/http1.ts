@@ -74,7 +74,7 @@ export class Http1Client {
     const deadline = performance.now() + r.timeoutMs;
     // A kept-alive connection the server closed while idle fails before any byte comes back: the
     // request is retried once on a new connection (OCSP requests are safe to repeat, RFC 9110 §9.2.2).
-    const reused = this.#take(originOf(r.url));
+    const reused = this.#take(r.url.origin);
     if (reused) {
       try {
         return await this.#exchange(reused, r, payload, deadline);
@@ -147,7 +147,7 @@ export class Http1Client {
       ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'] })
       : net.connect({ host, port });
     socket.setNoDelay(true);
-    const conn = new Conn(socket, originOf(url));
+    const conn = new Conn(socket, url.origin);
     socket.on('data', (chunk: Buffer) => {
       if (conn.exchange) conn.exchange.onData(chunk);
       else socket.destroy(); // bytes nobody asked for: the connection cannot be trusted for the next request
@@ -405,10 +405,6 @@ class Exchange {
     const body = this.#body.length === 1 ? this.#body[0]! : Buffer.concat(this.#body, this.#size);
     this.done(undefined, { status: this.#status, headers: this.#headers, body });
   }
-}
-
-function originOf(url: URL): string {
-  return `${url.protocol}//${url.host}`;
 }
 
 function requestHead(r: Http1Request): Buffer {

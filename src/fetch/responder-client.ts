@@ -37,8 +37,6 @@ export class HttpResponderClient implements ResponderClient {
   readonly #hosts: KeyedSemaphore;
   readonly #http: Http1Client;
   readonly #headerLines: string;
-  /** Parsed responder URLs (a handful in practice; bounded for learning mode, which meets many). */
-  readonly #urls = new Map<string, URL>();
 
   constructor(o: HttpClientOptions) {
     for (const k of ['timeoutMs', 'maxResponseBytes', 'perHostConcurrency'] as const) {
@@ -54,7 +52,7 @@ export class HttpResponderClient implements ResponderClient {
 
   async fetch(url: string, request: Uint8Array, signal?: AbortSignal): Promise<FetchResult> {
     if (signal?.aborted) throw new StaplerError('FETCH_ABORTED');
-    const parsed = this.#parse(url);
+    const parsed = parseResponderUrl(url);
     const release = await this.#hosts.acquire(parsed.host);
     try {
       if (signal?.aborted) throw new StaplerError('FETCH_ABORTED');
@@ -83,24 +81,30 @@ export class HttpResponderClient implements ResponderClient {
     this.#http.close();
   }
 
-  #parse(url: string): URL {
-    let parsed = this.#urls.get(url);
-    if (parsed) return parsed;
-    try {
-      parsed = new URL(url);
-    } catch (cause) {
-      throw new StaplerError('FETCH_URL', url, { cause });
-    }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new StaplerError('FETCH_URL', url);
-    if (this.#urls.size >= MAX_PARSED_URLS) this.#urls.clear();
-    this.#urls.set(url, parsed);
-    return parsed;
+}
+
+/** Parsed responder URLs: a handful in practice, bounded for learning mode, which meets many. */
+const parsedUrls = new Map<string, URL>();
+const MAX_PARSED_URLS = 1024;
+
+/** A responder URL parsed once (every fetch and every fetch metric needs it); FETCH_URL unless http(s). */
+export function parseResponderUrl(url: string): URL {
+  let parsed = parsedUrls.get(url);
+  if (parsed) return parsed;
+  try {
+    parsed = new URL(url);
+  } catch (cause) {
+    throw new StaplerError('FETCH_URL', url, { cause });
   }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new StaplerError('FETCH_URL', url);
+  if (parsedUrls.size >= MAX_PARSED_URLS) parsedUrls.clear();
+  parsedUrls.set(url, parsed);
+  return parsed;
 }
 
 /** The origin-form target of a GET URL built on `base`, without parsing it again when it starts with base's origin. */
 function pathOf(getUrl: string, base: URL): string {
-  const origin = `${base.protocol}//${base.host}`;
+  const origin = base.origin;
   if (getUrl.startsWith(origin) && getUrl[origin.length] === '/') return getUrl.slice(origin.length);
   const u = new URL(getUrl);
   return u.pathname + u.search;
@@ -108,7 +112,6 @@ function pathOf(getUrl: string, base: URL): string {
 
 /** Idle kept-alive connections to a responder are closed after this long. */
 const IDLE_TIMEOUT_MS = 30_000;
-const MAX_PARSED_URLS = 1024;
 
 function checkHead(status: number, headers: Map<string, string>): StaplerError | undefined {
   if (status !== 200) {

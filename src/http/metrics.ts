@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { servableUntil } from '../pki/freshness.js';
+import { parseResponderUrl } from '../fetch/responder-client.js';
 import type { CertificateView, EntryState } from '../service/staple.js';
 
 /** What the scrape reads: the Stapler's list and readiness. */
@@ -109,18 +110,11 @@ export class Metrics {
   }
 }
 
-/** Responder URL to its host label, parsed once per URL (every fetch reports one; few URLs exist). */
-const hosts = new Map<string, string>();
-
+/** The responder host label (the URL is parsed once, shared with the fetcher). */
 function hostOf(url: string): string {
-  let host = hosts.get(url);
-  if (host !== undefined) return host;
   try {
-    host = new URL(url).host;
+    return parseResponderUrl(url).host;
   } catch {
-    host = 'invalid';
+    return 'invalid';
   }
-  if (hosts.size >= 1024) hosts.clear();
-  hosts.set(url, host);
-  return host;
 }

@@ -1,8 +1,8 @@
 import { constants, verify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
-
-type VerifyKeyWithOptions = VerifyKeyObjectInput & { key: KeyObject };
 import { StaplerError } from '../errors.js';
 import { children, ctx, expect, oid, readRoot, readTlv, smallInt, TAG, whole, type Tlv } from './der.js';
+
+type VerifyKeyWithOptions = VerifyKeyObjectInput & { key: KeyObject };
 
 /** Signature algorithms seen on OCSP responses, mapped to node:crypto digests (null: the key decides). */
 const DIGEST: Record<string, string | null> = {

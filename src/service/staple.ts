@@ -74,10 +74,6 @@ function shared(s: CertStatus): CertStatus {
   return s.kind === 'good' ? GOOD : s.kind === 'unknown' ? UNKNOWN : s;
 }
 
-export function toStaple(v: VerifiedResponse, fetchedAt: Date): Staple {
-  return new Staple(v, fetchedAt);
-}
-
 export type EntryState = 'pending' | 'good' | 'revoked' | 'unknown' | 'failing' | 'not_applicable' | 'expired';
 
 export interface LastError {

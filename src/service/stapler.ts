@@ -17,7 +17,7 @@ import { logFetchFailure, logNewStaple, retryDelayMs } from './transitions.js';
 import { forEachLimited } from '../util/pool.js';
 import type { Clock } from '../util/clock.js';
 import { LocalCoordinator, type FetchCoordinator } from '../fleet/coordinator.js';
-import { servableStaple, stateOf, toStaple, viewOf, type CertificateView, type Entry, type Staple } from './staple.js';
+import { servableStaple, Staple, stateOf, viewOf, type CertificateView, type Entry } from './staple.js';
 
 export interface StaplerOptions {
   clock: Clock;
@@ -32,8 +32,6 @@ export interface StaplerOptions {
   rand?: Rand;
   /** Staple writes wait this long and coalesce (see WriteBehind); default 500 ms. */
   persistDelayMs?: number;
-  /** While every fetch slot is busy, writes wait up to this long; default 10 s. */
-  persistMaxDelayMs?: number;
   /** How staples are obtained: fetched (default), or shared across a fleet (src/fleet). */
   coordinator?: FetchCoordinator;
   /** Told of every upstream fetch: responder URL, `ok` or the error code, seconds taken (metrics). */
@@ -78,8 +76,7 @@ export class Stapler {
   readonly #rand: Rand;
   readonly #entries = new Map<string, Entry>();
   readonly #byCertId = new Map<string, Entry>();
-  /** Entries by leaf fingerprint (usually one; the same certificate may be configured under two names). */
-  /** One entry, or a Set when several certificates share a fingerprint (the same file configured twice). */
+  /** Entries by leaf fingerprint: the entry itself, or a Set when the same certificate is configured under two names. */
   readonly #byFingerprint = new Map<string, Entry | Set<Entry>>();
   readonly #scheduler: Scheduler;
   readonly #memo: SignerMemo = new Map();
@@ -94,8 +91,7 @@ export class Stapler {
     this.#o = o;
     this.#rand = o.rand ?? Math.random;
     this.#coordinator = o.coordinator ?? new LocalCoordinator();
-    // During a burst of fetches (start-up, resync) writes wait until it is over, up to 10 s.
-    this.#writes = new WriteBehind({ delayMs: o.persistDelayMs ?? 500, maxDelayMs: o.persistMaxDelayMs ?? PERSIST_MAX_DELAY_MS, defer: () => this.#scheduler.busy, onDrained: (n) => this.#afterWrites(n), concurrency: 8, log: o.log });
+    this.#writes = new WriteBehind({ delayMs: o.persistDelayMs ?? 500, maxDelayMs: PERSIST_MAX_DELAY_MS, defer: () => this.#scheduler.busy, onDrained: (n) => this.#afterWrites(n), concurrency: 8, log: o.log });
     // Every fetch in flight listens on this one signal (up to fetch.concurrency of them): not a leak.
     setMaxListeners(0, this.#abort.signal);
     this.#scheduler = new Scheduler({
@@ -278,11 +274,8 @@ export class Stapler {
   /**
    * Ready when every certificate with a responder has a servable staple or has failed its first fetch,
    * and no must-staple certificate lacks a servable staple (clients hard-fail without one, RFC 7633 §4.2).
-   */
-  /**
-   * Ready once started with every certificate that has an OCSP URL holding a servable staple (or a final
-   * state) and no must-staple certificate without one. One pass, no allocation per certificate: /readyz is
-   * polled while 100,000 certificates are still pending. Names are listed up to READINESS_NAMES of each.
+   * One pass, no allocation per certificate (/readyz is polled while 100,000 are still pending); names are
+   * listed up to READINESS_NAMES of each kind, the counts are whole.
    */
   readiness(): { ready: boolean; waiting: string[]; waitingCount: number; mustStapleMissing: string[]; mustStapleMissingCount: number; store: { kind: 'local' | 'redis'; connected: boolean } } {
     const now = this.#o.clock.now();
@@ -383,7 +376,7 @@ export class Stapler {
     const now = this.#o.clock.now();
     const policy = { skewSeconds: this.#o.refresh.skewSeconds, marginSeconds: this.#o.refresh.marginSeconds };
     const v = await verifyOcspResponseAsync({ der, leaf: record.leaf, issuer: record.issuer, now, policy, nonce, memo: this.#memo });
-    return toStaple(v, now);
+    return new Staple(v, now);
   }
 
   /** Request and verify one form (SHA-1 or SHA-256 CertID) of a certificate's staple. Nothing is committed. */

@@ -124,3 +124,19 @@ test('stop waits for running jobs and schedules nothing afterwards', async () =>
   assert.equal(s.size, 0);
   assert.equal(clock.pending, 0);
 });
+
+test('busy while every slot is taken (a burst), not otherwise', async () => {
+  const clock = new FakeClock(0);
+  const g = gate();
+  const s = new Scheduler({ clock, concurrency: 2, run: async () => (await g.p, null) });
+  assert.equal(s.busy, false);
+  const one = s.runNow('a');
+  assert.equal(s.busy, false, 'one of two slots');
+  const two = s.runNow('b');
+  assert.equal(s.busy, true, 'both slots');
+  g.open();
+  await Promise.all([one, two]);
+  await settle();
+  assert.equal(s.busy, false);
+  await s.stop();
+});

@@ -10,7 +10,7 @@ import { certIdKey } from '../../src/pki/certid.js';
 import { buildOcspRequest } from '../../src/pki/request.js';
 import { verifyOcspResponse } from '../../src/pki/verify.js';
 import type { Answer } from '../../src/service/stapler.js';
-import { toStaple } from '../../src/service/staple.js';
+import { Staple } from '../../src/service/staple.js';
 import { fixture } from '../helpers/pki.js';
 
 const f = fixture();
@@ -20,7 +20,7 @@ const der = buildSuccessfulResponse({
   signer: f.pki.ocspSigner,
   producedAt: f.now,
 });
-const staple = toStaple(verifyOcspResponse({ der, leaf: f.good, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300 } }), f.now);
+const staple = new Staple(verifyOcspResponse({ der, leaf: f.good, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300 } }), f.now);
 const goodKeys = new Set([certIdKey(f.certId(f.good)), certIdKey(f.certId(f.good, 'sha256'))]);
 const laterKey = certIdKey(f.certId(f.mustStaple));
 

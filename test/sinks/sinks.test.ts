@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
 import { verifyOcspResponse } from '../../src/pki/verify.js';
-import { toStaple, type Staple } from '../../src/service/staple.js';
+import { Staple } from '../../src/service/staple.js';
 import { FileSink, stapleFilePath } from '../../src/sinks/file-sink.js';
 import { HaproxySink, processIdentity, socketTarget } from '../../src/sinks/haproxy-sink.js';
 import { HookRunner } from '../../src/sinks/hooks.js';
@@ -34,7 +34,7 @@ function stapleFor(leaf = f.good, offsetMs = 0, status: 'good' | 'revoked' | 'un
   const thisUpdate = new Date(f.now.getTime() - 60_000 + offsetMs);
   const st = status === 'revoked' ? { kind: 'revoked' as const, at: new Date(f.now.getTime() - 600_000) } : { kind: status };
   const der = buildSuccessfulResponse({ responses: [{ certId: f.certId(leaf), status: st, thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + 3600_000) }], signer: f.pki.ocspSigner, producedAt: f.now });
-  return toStaple(verifyOcspResponse({ der, leaf, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300 } }), f.now);
+  return new Staple(verifyOcspResponse({ der, leaf, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300 } }), f.now);
 }
 const rec = (name: string, source = `/etc/ssl/${name}.pem`): CertRecord => ({ name, source, leaf: f.good, issuer: f.issuer, url: 'http://127.0.0.1:9/' });
 
