@@ -4,12 +4,15 @@ import { certIdOf } from './pki/certid.js';
 import { buildOcspRequest } from './pki/request.js';
 import { verifyOcspResponse } from './pki/verify.js';
 import { loadRecord } from './sources/certificates.js';
+import { atomicWrite } from './util/atomic-write.js';
 
 export interface CheckOptions {
   chain: string;
   issuer?: string | undefined;
   url?: string | undefined;
   timeoutMs: number;
+  /** Write the verified response here (atomically) when it says good or revoked; leave the file alone otherwise. */
+  out?: string | undefined;
   now?: Date;
 }
 
@@ -25,6 +28,10 @@ export function opensslTime(d: Date): string {
 /**
  * `staplerd check`: fetch, verify and print one certificate's OCSP status.
  * Exit codes: 0 good, 1 revoked or unknown, 2 any error (including a response that fails verification).
+ * With `out`, a good or revoked response (both are staples: the signed truth) is written there atomically
+ * before the exit, so a deploy hook can install a renewed certificate's staple before the server reloads.
+ * `unknown` is not a staple (clients may fail a handshake on it) and, like any failure, leaves an existing
+ * file untouched: a hook that runs again later must not lose the last good staple.
  */
 export async function runCheck(o: CheckOptions, out: (line: string) => void, err: (line: string) => void): Promise<number> {
   const client = new HttpResponderClient({ timeoutMs: o.timeoutMs, maxResponseBytes: 65536, perHostConcurrency: 1, userAgent: 'staplerd-check' });
@@ -49,6 +56,14 @@ export async function runCheck(o: CheckOptions, out: (line: string) => void, err
     out(`${o.chain}: ${st.kind}`);
     out(`\tThis Update: ${opensslTime(v.thisUpdate)}`);
     out(`\tNext Update: ${opensslTime(v.nextUpdate)}`);
+    if (o.out !== undefined && st.kind !== 'unknown') {
+      await atomicWrite(o.out, res.body, 0o644).catch((e: unknown) => {
+        throw new StaplerError('SINK_WRITE', `${o.out ?? ''}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      });
+      out(`Response written to ${o.out}`);
+    } else if (o.out !== undefined) {
+      err(`${o.out} left as it was: an unknown answer is not a staple`);
+    }
     return st.kind === 'good' ? 0 : 1;
   } catch (e) {
     err(`Error: ${errorCode(e, 'FETCH_CONNECT')}: ${e instanceof Error ? e.message : String(e)}`);

@@ -10,9 +10,11 @@ export const USAGE = `staplerd — caching OCSP stapling daemon
 
 Usage:
   staplerd serve [-c FILE]                      run the daemon (default config: ./config/staplerd.yaml)
-  staplerd check CHAIN.pem [--issuer FILE] [--url URL] [--timeout 10s]
+  staplerd check CHAIN.pem [--issuer FILE] [--url URL] [--timeout 10s] [--out FILE]
                                                 fetch, verify and print one certificate's OCSP status
-                                                (exit 0 good, 1 revoked or unknown, 2 error)
+                                                (exit 0 good, 1 revoked or unknown, 2 error); --out
+                                                writes a good or revoked response to FILE atomically
+                                                and leaves FILE untouched otherwise
   staplerd config validate -c FILE              check a config file and its certificates, then exit
   staplerd bootstrap [-c FILE]                  create missing staple files (empty) for file sinks with
                                                 createEmpty, then exit: run it before HAProxy 2.6 starts
@@ -36,6 +38,7 @@ export function parseCommand(argv: string[]): Command {
       issuer: { type: 'string' },
       url: { type: 'string' },
       timeout: { type: 'string' },
+      out: { type: 'string', short: 'o' },
       port: { type: 'string' },
       dir: { type: 'string' },
       host: { type: 'string' },
@@ -53,7 +56,7 @@ export function parseCommand(argv: string[]): Command {
       return { kind: 'serve', config };
     case 'check':
       if (rest.length !== 1) throw new UsageError('check takes exactly one CHAIN.pem');
-      return { kind: 'check', chain: rest[0]!, issuer: values.issuer, url: values.url, timeoutMs: durationArg('--timeout', values.timeout ?? '10s') * 1000 };
+      return { kind: 'check', chain: rest[0]!, issuer: values.issuer, url: values.url, timeoutMs: durationArg('--timeout', values.timeout ?? '10s') * 1000, out: values.out };
     case 'bootstrap':
       return { kind: 'bootstrap', config };
     case 'status':

@@ -10,7 +10,7 @@ import { loadAllRecords } from './sources/load-all.js';
 
 export type Command =
   | { kind: 'serve'; config: string }
-  | { kind: 'check'; chain: string; issuer: string | undefined; url: string | undefined; timeoutMs: number }
+  | { kind: 'check'; chain: string; issuer: string | undefined; url: string | undefined; timeoutMs: number; out: string | undefined }
   | { kind: 'bootstrap'; config: string }
   | { kind: 'status'; url: string }
   | { kind: 'demo-ca'; dir: string; host: string; port: number; ocspUrl: string }
@@ -60,7 +60,7 @@ export async function main(cmd: Command, usage: string): Promise<void> {
       case 'version':
         return say(version());
       case 'check':
-        process.exitCode = await runCheck({ chain: cmd.chain, issuer: cmd.issuer, url: cmd.url, timeoutMs: cmd.timeoutMs }, say, complain);
+        process.exitCode = await runCheck({ chain: cmd.chain, issuer: cmd.issuer, url: cmd.url, timeoutMs: cmd.timeoutMs, out: cmd.out }, say, complain);
         return;
       case 'status':
         process.exitCode = await runStatus(cmd.url, say, complain);

@@ -4,11 +4,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '../../src/demo/ca.js';
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
-import { canConnect, freePort, REPO_ROOT, runCli, tempDir, type RunResult } from '../helpers/processes.js';
+import { canConnect, freePort, REPO_ROOT, run, runCli, tempDir, type RunResult } from '../helpers/processes.js';
 
 const show = (r: RunResult): string => `exit ${String(r.code)}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
 
@@ -16,6 +16,7 @@ describe('staplerd command line', { timeout: 60_000 }, () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
   let responder: DemoResponder | undefined;
   let files: DemoPkiFiles;
+  let pkiOf: ReturnType<typeof createDemoPki>;
   let goodConfig: string;
 
   before(async () => {
@@ -23,6 +24,7 @@ describe('staplerd command line', { timeout: 60_000 }, () => {
     const port = await freePort();
     const now = new Date();
     const pki = createDemoPki({ now, ocspUrl: `http://127.0.0.1:${port}/` });
+    pkiOf = pki;
     files = await writeDemoPki(pki, join(tmp.dir, 'pki'), now);
     responder = await startResponder({ issuer: pki.issuer, signer: pki.ocspSigner, statuses: demoStatuses(pki, now), port });
     goodConfig = join(tmp.dir, 'good.yaml');
@@ -102,6 +104,60 @@ describe('staplerd command line', { timeout: 60_000 }, () => {
     const r = await runCli(['check', missing]);
     assert.equal(r.code, 2, show(r));
     assert.ok(r.stderr.includes(missing), show(r));
+  });
+
+  /** What `openssl ocsp` (an independent parser) reads in a response file: its Cert Status line. */
+  async function opensslStatus(path: string): Promise<string | undefined> {
+    const r = await run('openssl', ['ocsp', '-respin', path, '-resp_text', '-noverify']);
+    return /Cert Status: (\w+)/.exec(r.stdout)?.[1];
+  }
+
+  test('check --out writes the verified good response atomically for a deploy hook', async () => {
+    const out = join(tmp.dir, 'good.ocsp');
+    const r = await runCli(['check', files.leaves.good.chain, '--out', out]);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(await opensslStatus(out), 'good');
+    assert.deepEqual((await readdir(tmp.dir)).filter((f) => f.endsWith('.tmp')), [], 'no temp file left behind');
+  });
+
+  test('check --out writes a revoked response too (it is the signed truth) and exits 1', async () => {
+    const out = join(tmp.dir, 'revoked.ocsp');
+    const r = await runCli(['check', files.leaves.revoked.chain, '-o', out]);
+    assert.equal(r.code, 1, show(r));
+    assert.equal(await opensslStatus(out), 'revoked');
+  });
+
+  test('check --out leaves an existing file untouched when the responder is down', async () => {
+    const out = join(tmp.dir, 'kept-down.ocsp');
+    await writeFile(out, 'previous staple');
+    const down = await freePort();
+    const r = await runCli(['check', files.leaves.good.chain, '--url', `http://127.0.0.1:${down}/`, '--timeout', '3s', '--out', out]);
+    assert.equal(r.code, 2, show(r));
+    assert.equal(await readFile(out, 'utf8'), 'previous staple');
+  });
+
+  test('check --out leaves an existing file untouched on an unknown answer (unknown is not a staple)', async () => {
+    const out = join(tmp.dir, 'kept-unknown.ocsp');
+    await writeFile(out, 'previous staple');
+    // A second responder of the same CA that knows no serial: it signs `unknown`, as CAs do for new certificates.
+    const port = await freePort();
+    const blank = await startResponder({ issuer: pkiOf.issuer, signer: pkiOf.ocspSigner, statuses: new Map(), port });
+    try {
+      const r = await runCli(['check', files.leaves.good.chain, '--url', `http://127.0.0.1:${port}/`, '--out', out]);
+      assert.equal(r.code, 1, show(r));
+      assert.match(r.stdout, /Cert Status: unknown/);
+      assert.equal(await readFile(out, 'utf8'), 'previous staple');
+    } finally {
+      await blank.close();
+    }
+  });
+
+  test('check --out into a directory that does not exist exits 2 and names the file', async () => {
+    const out = join(tmp.dir, 'no-such-dir', 'x.ocsp');
+    const r = await runCli(['check', files.leaves.good.chain, '--out', out]);
+    assert.equal(r.code, 2, show(r));
+    assert.match(r.stderr, /SINK_WRITE/);
+    assert.ok(r.stderr.includes(out), show(r));
   });
 
   test('config validate accepts a good config', async () => {
