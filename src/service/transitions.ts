@@ -1,6 +1,72 @@
 import type { Logger } from 'pino';
-import { servableUntil, type RefreshPolicy } from '../pki/freshness.js';
-import type { Entry, EntryState } from './staple.js';
+import { errorCode, StaplerError } from '../errors.js';
+import { backoffMs, nextRefreshAt, servableUntil, type Rand, type RefreshPolicy } from '../pki/freshness.js';
+import { stateOf, type Entry, type EntryState, type Staple } from './staple.js';
+
+/** What a commit needs besides the entry: the time, the policy, randomness for jitter, the log. */
+export interface CommitContext {
+  now: Date;
+  policy: RefreshPolicy;
+  rand: Rand;
+  log: Logger;
+}
+
+/** A commit's outcome: when to run next (null: drop the job) and what the caller must pass on. */
+export interface Commit {
+  next: Date | null;
+  /** `new`: the entry holds a different staple now (persist it, run the sinks). */
+  event: { kind: 'new'; staple: Staple } | { kind: 'kept' } | { kind: 'failed' } | { kind: 'aborted' };
+}
+
+/**
+ * A verified response arrived for the SHA-1 form: one synchronous step on the entry (STYLE rule 8).
+ * Never replaces a staple by an older one (RFC 9919 §4: a CDN or a lagging replica can serve stale data).
+ */
+export function commitSuccess(e: Entry, fresh: Staple, maxAge: number | undefined, c: CommitContext): Commit {
+  const held = e.staple;
+  if (held && fresh.thisUpdateMs < held.thisUpdateMs) {
+    return commitFailure(e, new StaplerError('OCSP_OLDER', `thisUpdate ${fresh.thisUpdate.toISOString()} < ${held.thisUpdate.toISOString()}`), c);
+  }
+  const changed = !held || !held.body.equals(fresh.body);
+  if (changed) e.staple = fresh;
+  e.failures = 0;
+  e.lastError = undefined;
+  const after = stateOf(e, c.now, c.policy.marginSeconds);
+  if (changed || after !== e.reported) logNewStaple(c.log, e, e.reported, after);
+  e.reported = after;
+  // A fresh response keeps the fraction-of-window schedule; an unchanged one waits out the upstream max-age.
+  const next = nextRefreshAt(e.staple!, c.now, c.policy, c.rand, changed ? undefined : maxAge);
+  return { next, event: changed ? { kind: 'new', staple: fresh } : { kind: 'kept' } };
+}
+
+/** A fetch failed: count it, log the change (not every attempt), back off. The held staple stays. */
+export function commitFailure(e: Entry, err: unknown, c: CommitContext): Commit {
+  const code = errorCode(err, 'FETCH_CONNECT');
+  if (code === 'FETCH_ABORTED') return { next: null, event: { kind: 'aborted' } }; // shutting down: not the responder's failure
+  const repeated = e.lastError?.code === code;
+  e.failures++;
+  e.lastError = { code, message: err instanceof Error ? err.message : String(err), at: c.now };
+  const after = stateOf(e, c.now, c.policy.marginSeconds);
+  const changed = after !== e.reported;
+  e.reported = after;
+  const backoff = backoffMs(e.failures, c.policy, c.rand, err instanceof StaplerError ? err.retryAfter : undefined);
+  const delay = retryDelayMs(e, c.now.getTime(), c.policy, backoff);
+  logFetchFailure(c.log, e, { state: after, changed, repeated, delayMs: delay });
+  return { next: new Date(c.now.getTime() + delay), event: { kind: 'failed' } };
+}
+
+/** The SHA-256 form: it never decides the state, so a failure only backs off (see Refresher). */
+export function commitAlt(e: Entry, got: Staple | { error: unknown }, c: CommitContext): Date {
+  if (!('error' in got)) {
+    if (!e.alt || got.thisUpdateMs >= e.alt.thisUpdateMs) e.alt = got;
+    e.altFailures = 0;
+    return nextRefreshAt(e.alt, c.now, c.policy, c.rand);
+  }
+  e.altFailures++;
+  const err = got.error;
+  c.log.debug({ cert: e.record.name, code: errorCode(err, 'FETCH_CONNECT'), form: 'sha256' }, 'OCSP fetch of the SHA-256 form failed');
+  return new Date(c.now.getTime() + backoffMs(e.altFailures, c.policy, c.rand, err instanceof StaplerError ? err.retryAfter : undefined));
+}
 
 /**
  * When to retry after a failed fetch: the backoff, but however long it has grown, once more 30 s before the
