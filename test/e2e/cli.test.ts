@@ -12,7 +12,7 @@ import { canConnect, freePort, REPO_ROOT, run, runCli, tempDir, type RunResult }
 
 const show = (r: RunResult): string => `exit ${String(r.code)}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
 
-describe('staplerd command line', { timeout: 60_000 }, () => {
+describe('staplerd command line', { timeout: 120_000 }, () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
   let responder: DemoResponder | undefined;
   let files: DemoPkiFiles;
