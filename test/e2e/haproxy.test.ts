@@ -1,6 +1,6 @@
 /**
- * Real HAProxy 2.6 (the Debian 12 package) staples what staplerd pushes over its admin stats socket.
- * The order the README gives: `staplerd bootstrap` creates the empty `<crt>.ocsp` (without it HAProxy
+ * Real HAProxy staples what staplerd pushes over its admin stats socket: the host's HAProxy 2.6 (the Debian 12
+ * package) and HAProxy 3.0 from the Debian 13 chroot (test/helpers/servers.ts). The order the README gives: `staplerd bootstrap` creates the empty `<crt>.ocsp` (without it HAProxy
  * 2.6 never staples that certificate), then HAProxy starts, then staplerd pushes `set ssl ocsp-response`.
  * The upstream "CA" is the demo responder in this process.
  */
@@ -14,10 +14,11 @@ import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '..
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, runCli, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
+  Child, freePort, run, runCli, sleep, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd,
 } from '../helpers/processes.js';
+import { serverBuilds, type ServerBuild } from '../helpers/servers.js';
 
-const bins = suiteBinaries(['haproxy', 'openssl'], 'the HAProxy end-to-end test');
+const bins = suiteBinaries(['openssl'], 'the HAProxy end-to-end test');
 const TOKEN = 'haproxy-test-token';
 
 function haproxyConf(o: { port: number; socket: string; crt: string }): string {
@@ -48,8 +49,11 @@ function statsCommand(socket: string, command: string): Promise<string> {
   });
 }
 
-describe('HAProxy 2.6 staples what staplerd pushes over the stats socket', { skip: bins.skip, timeout: 60_000 }, () => {
-  let tmp: Awaited<ReturnType<typeof tempDir>>;
+for (const build of serverBuilds('haproxy', 'the HAProxy runtime-push test')) suite(build);
+
+function suite(build: ServerBuild): void {
+describe(`HAProxy ${build.label} staples what staplerd pushes over the stats socket`, { skip: bins.skip || build.skip, timeout: 60_000 }, () => {
+  let tmp: Awaited<ReturnType<ServerBuild['tempDir']>>;
   let responder: DemoResponder | undefined;
   let daemon: Staplerd | undefined;
   let second: Staplerd | undefined;
@@ -63,7 +67,8 @@ describe('HAProxy 2.6 staples what staplerd pushes over the stats socket', { ski
   let firstThisUpdate = '';
 
   const startHaproxy = async (): Promise<Child> => {
-    const h = new Child('haproxy', bins.path('haproxy'), ['-f', conf, '-db']);
+    const { cmd, args } = build.command(['-f', build.inside(conf), '-db']);
+    const h = new Child('haproxy', cmd, args);
     await waitFor('HAProxy to accept TLS and answer on its stats socket', 10_000, async () => {
       if (!h.running) throw new Error(`haproxy exited\n${h.output()}`);
       const info = await statsCommand(socket, 'show info');
@@ -73,9 +78,9 @@ describe('HAProxy 2.6 staples what staplerd pushes over the stats socket', { ski
   };
 
   before(async () => {
-    bins.path('haproxy');
+    build.check();
     bins.path('openssl');
-    tmp = await tempDir('haproxy');
+    tmp = await build.tempDir('haproxy');
     const upstreamPort = await freePort();
     const now = new Date();
     const pki = createDemoPki({ now, ocspUrl: `http://127.0.0.1:${upstreamPort}/` });
@@ -88,7 +93,7 @@ describe('HAProxy 2.6 staples what staplerd pushes over the stats socket', { ski
     socket = join(tmp.dir, 'admin.sock');
     port = await freePort();
     conf = join(tmp.dir, 'haproxy.cfg');
-    await writeFile(conf, haproxyConf({ port, socket, crt }));
+    await writeFile(conf, haproxyConf({ port, socket: build.inside(socket), crt: build.inside(crt) }));
 
     const config = await writeStaplerdConfig(tmp.dir, {
       listen: { host: '127.0.0.1', port: 0 },
@@ -144,7 +149,7 @@ describe('HAProxy 2.6 staples what staplerd pushes over the stats socket', { ski
   const view = (name = 'good') => daemon!.json<CertificateView>(`/v1/certificates/${name}`);
   const identity = async () => /^Pid: (\d+)$/m.exec(await statsCommand(socket, 'show info'))?.[1];
 
-  test('staplerd bootstrap created the empty .ocsp file HAProxy 2.6 needs at load', async () => {
+  test('staplerd bootstrap created the empty .ocsp file HAProxy needs at load to staple', async () => {
     assert.match(bootstrapOut, /^exit 0\n1 staple file\(s\) created:\n {2}.*good\.pem\.ocsp$/m, bootstrapOut);
     assert.ok(await stat(`${crt}.ocsp`), 'the file exists (by now the file sink has filled it)');
   });
@@ -223,3 +228,4 @@ describe('HAProxy 2.6 staples what staplerd pushes over the stats socket', { ski
     assert.ok(Date.now() - started < 3000);
   });
 });
+}

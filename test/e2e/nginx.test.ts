@@ -1,5 +1,6 @@
 /**
- * Real nginx (the Debian package) staples what staplerd serves: `ssl_stapling_responder` points at
+ * Real nginx staples what staplerd serves, both the host's nginx 1.22 (the Debian 12 package) and nginx 1.26
+ * from the Debian 13 chroot (test/helpers/servers.ts): `ssl_stapling_responder` points at
  * staplerd's OCSP route under a path prefix, and `openssl s_client -status` shows the staple to a client.
  * The upstream "CA" is the demo responder in this process, so the test can count who asked it.
  */
@@ -12,15 +13,19 @@ import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '..
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
+  Child, freePort, run, sleep, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd,
 } from '../helpers/processes.js';
 import { nginxConf } from '../helpers/nginx.js';
+import { serverBuilds, type ServerBuild } from '../helpers/servers.js';
 
-const bins = suiteBinaries(['nginx', 'openssl'], 'the nginx end-to-end test');
+const bins = suiteBinaries(['openssl'], 'the nginx end-to-end test');
 const PREFIX = '/some/prefix';
 
-describe('nginx staples the response staplerd holds', { skip: bins.skip, timeout: 60_000 }, () => {
-  let tmp: Awaited<ReturnType<typeof tempDir>>;
+for (const build of serverBuilds('nginx', 'the nginx responder test')) suite(build);
+
+function suite(build: ServerBuild): void {
+describe(`nginx ${build.label} staples the response staplerd holds`, { skip: bins.skip || build.skip, timeout: 60_000 }, () => {
+  let tmp: Awaited<ReturnType<ServerBuild['tempDir']>>;
   let responder: DemoResponder | undefined;
   let daemon: Staplerd | undefined;
   let nginx: Child | undefined;
@@ -29,9 +34,9 @@ describe('nginx staples the response staplerd holds', { skip: bins.skip, timeout
   let upstreamRequestsWhenReady: number;
 
   before(async () => {
-    const nginxBin = bins.path('nginx');
+    build.check();
     bins.path('openssl');
-    tmp = await tempDir('nginx');
+    tmp = await build.tempDir('nginx');
     const upstreamPort = await freePort();
     const now = new Date();
     const pki = createDemoPki({ now, ocspUrl: `http://127.0.0.1:${upstreamPort}/` });
@@ -52,13 +57,16 @@ describe('nginx staples the response staplerd holds', { skip: bins.skip, timeout
     await writeFile(trusted, (await readFile(files.root, 'utf8')) + (await readFile(files.issuer, 'utf8')));
     nginxPort = await freePort();
     const conf = join(tmp.dir, 'nginx.conf');
-    await writeFile(conf, nginxConf(tmp.dir, {
+    const inside = build.inside;
+    await writeFile(conf, nginxConf(inside(tmp.dir), {
       writtenBy: 'test/e2e/nginx.test.ts',
-      port: nginxPort, chain: files.leaves.good.chain, key: files.leaves.good.key, trusted, responder: `http://127.0.0.1:${new URL(daemon.url).port}${PREFIX}`,
+      port: nginxPort, chain: inside(files.leaves.good.chain), key: inside(files.leaves.good.key), trusted: inside(trusted), responder: `http://127.0.0.1:${new URL(daemon.url).port}${PREFIX}`,
     }));
-    const test = await run(nginxBin, ['-t', '-p', tmp.dir, '-c', conf]);
+    const configTest = build.command(['-t', '-p', inside(tmp.dir), '-c', inside(conf)]);
+    const test = await run(configTest.cmd, configTest.args);
     assert.equal(test.code, 0, `nginx -t rejected the config:\n${test.stderr}`);
-    nginx = new Child('nginx', nginxBin, ['-p', tmp.dir, '-c', conf, '-g', 'daemon off; master_process off;']);
+    const serve = build.command(['-p', inside(tmp.dir), '-c', inside(conf), '-g', 'daemon off; master_process off;']);
+    nginx = new Child('nginx', serve.cmd, serve.args);
     await waitFor('nginx to accept TLS connections', 10_000, async () => {
       if (!nginx!.running) throw new Error(`nginx exited\n${nginx!.output()}\n${await readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '')}`);
       const r = await sClient();
@@ -106,3 +114,4 @@ describe('nginx staples the response staplerd holds', { skip: bins.skip, timeout
     assert.equal(responder!.stats.requests, upstreamRequestsWhenReady, 'the upstream was asked again after staplerd was ready');
   });
 });
+}
