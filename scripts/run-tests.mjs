@@ -25,6 +25,8 @@ if (files.length === 0) {
   console.error('run-tests: no test files found under dist/test (did the build run?)');
   process.exit(1);
 }
+// Which Node ran the suite, in the TAP output itself: CI runs it on more than one (.ci/run).
+console.log(`# run-tests: Node ${process.version} (${process.execPath}), ${files.length} test file(s)`);
 const args = ['--test', '--test-concurrency=3', ...files];
 const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -1,5 +1,5 @@
 /**
- * Real nginx (the Debian package) staples a file staplerd writes: `ssl_stapling_file` fed by the file sink,
+ * Real nginx staples a file staplerd writes (the host's nginx 1.22 and the Debian 13 chroot's 1.26): `ssl_stapling_file` fed by the file sink,
  * with `nginx -s reload` as the sink's reload command. nginx refuses to start when that file is missing
  * or empty (d2i_OCSP_RESPONSE_bio failed), so staplerd starts first and nginx once the file exists.
  */
@@ -12,15 +12,19 @@ import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '..
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
+  Child, freePort, run, sleep, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd,
 } from '../helpers/processes.js';
 import { nginxConf } from '../helpers/nginx.js';
+import { serverBuilds, type ServerBuild } from '../helpers/servers.js';
 
-const bins = suiteBinaries(['nginx', 'openssl'], 'the nginx ssl_stapling_file end-to-end test');
+const bins = suiteBinaries(['openssl'], 'the nginx ssl_stapling_file end-to-end test');
 const TOKEN = 'nginx-file-test-token';
 
-describe('nginx staples the file staplerd writes, and reloads when it changes', { skip: bins.skip, timeout: 60_000 }, () => {
-  let tmp: Awaited<ReturnType<typeof tempDir>>;
+for (const build of serverBuilds('nginx', 'the nginx ssl_stapling_file test')) suite(build);
+
+function suite(build: ServerBuild): void {
+describe(`nginx ${build.label} staples the file staplerd writes, and reloads when it changes`, { skip: bins.skip || build.skip, timeout: 60_000 }, () => {
+  let tmp: Awaited<ReturnType<ServerBuild['tempDir']>>;
   let responder: DemoResponder | undefined;
   let daemon: Staplerd | undefined;
   let nginx: Child | undefined;
@@ -31,9 +35,10 @@ describe('nginx staples the file staplerd writes, and reloads when it changes', 
   let firstThisUpdate = '';
 
   before(async () => {
-    const nginxBin = bins.path('nginx');
+    build.check();
     bins.path('openssl');
-    tmp = await tempDir('nginx-file');
+    tmp = await build.tempDir('nginx-file');
+    const inside = build.inside;
     const upstreamPort = await freePort();
     const now = new Date();
     const pki = createDemoPki({ now, ocspUrl: `http://127.0.0.1:${upstreamPort}/` });
@@ -43,7 +48,10 @@ describe('nginx staples the file staplerd writes, and reloads when it changes', 
     port = await freePort();
     conf = join(tmp.dir, 'nginx.conf');
     stapleFile = join(tmp.dir, 'staples', 'good.der');
-    await writeFile(conf, nginxConf(tmp.dir, { writtenBy: 'test/e2e/nginx-file.test.ts', port, chain: files.leaves.good.chain, key: files.leaves.good.key, stapleFile }));
+    await writeFile(conf, nginxConf(inside(tmp.dir), {
+      writtenBy: 'test/e2e/nginx-file.test.ts', port, chain: inside(files.leaves.good.chain), key: inside(files.leaves.good.key), stapleFile: inside(stapleFile),
+    }));
+    const reload = build.command(['-p', inside(tmp.dir), '-c', inside(conf), '-s', 'reload']);
 
     const config = await writeStaplerdConfig(tmp.dir, {
       listen: { host: '127.0.0.1', port: 0 },
@@ -51,7 +59,7 @@ describe('nginx staples the file staplerd writes, and reloads when it changes', 
       adminToken: TOKEN,
       certificates: [{ name: 'good', chain: files.leaves.good.chain }],
       sinks: {
-        files: [{ path: join(tmp.dir, 'staples', '{name}.der'), reload: { command: [nginxBin, '-p', tmp.dir, '-c', conf, '-s', 'reload'], debounce: '200ms' } }],
+        files: [{ path: join(tmp.dir, 'staples', '{name}.der'), reload: { command: [reload.cmd, ...reload.args], debounce: '200ms' } }],
       },
     });
     daemon = await startStaplerd(config);
@@ -60,10 +68,12 @@ describe('nginx staples the file staplerd writes, and reloads when it changes', 
     // The first reload ran before nginx did (no pid file yet): logged as failed, harmless. Let it finish.
     await waitFor('the first reload attempt', 5000, () => daemon!.logs().find((l) => /^reload command/.test(l.msg)));
 
-    const check = await run(nginxBin, ['-t', '-p', tmp.dir, '-c', conf]);
+    const configTest = build.command(['-t', '-p', inside(tmp.dir), '-c', inside(conf)]);
+    const check = await run(configTest.cmd, configTest.args);
     assert.equal(check.code, 0, `nginx -t rejected the config:\n${check.stderr}`);
     // With its master process (for -s reload), in the foreground so it stays our child.
-    nginx = new Child('nginx', nginxBin, ['-p', tmp.dir, '-c', conf, '-g', 'daemon off;']);
+    const serve = build.command(['-p', inside(tmp.dir), '-c', inside(conf), '-g', 'daemon off;']);
+    nginx = new Child('nginx', serve.cmd, serve.args);
     await waitFor('nginx to accept TLS connections', 10_000, async () => {
       if (!nginx!.running) throw new Error(`nginx exited\n${nginx!.output()}\n${await errorLog()}`);
       return (await sClient()).includes('Verify return code: 0 (ok)') ? true : undefined;
@@ -131,3 +141,4 @@ describe('nginx staples the file staplerd writes, and reloads when it changes', 
     assert.doesNotMatch(await errorLog(), /\[(emerg|alert|crit)\]/, await errorLog());
   });
 });
+}
