@@ -101,7 +101,7 @@ async function updateRow(socket: string, crtInside: string): Promise<UpdateRow |
 for (const c of CASES) suite(c, build);
 
 function suite(c: Case, b: ServerBuild): void {
-  describe(`HAProxy ${b.label} ocsp-update through staplerd: ${c.name}`, { skip: bins.skip || b.skip, timeout: 60_000 }, () => {
+  describe(`HAProxy ${b.label} ocsp-update through staplerd: ${c.name}`, { skip: bins.skip || b.skip, timeout: 180_000 }, () => {
     let tmp: Awaited<ReturnType<ServerBuild['tempDir']>>;
     let pki: DemoPki;
     let files: DemoPkiFiles;
@@ -134,7 +134,7 @@ function suite(c: Case, b: ServerBuild): void {
         certificates: [{ name: 'good', chain: crt }],
       });
       daemon = await startStaplerd(config);
-      await daemon.waitReady(15_000);
+      await daemon.waitReady(30_000);
       held = await daemon.json<CertificateView>('/v1/certificates/good');
       // From here on the CA is down: HAProxy can only get a staple from staplerd's cache.
       await responder.close();
@@ -149,7 +149,7 @@ function suite(c: Case, b: ServerBuild): void {
       await writeFile(conf, haproxyConf({ port, socket: b.inside(socket), crtList: b.inside(crtList), proxyPort }));
       const { cmd, args } = b.command(['-f', b.inside(conf), '-db']);
       haproxy = new Child('haproxy', cmd, args);
-      await waitFor('HAProxy to answer on its stats socket', 10_000, async () => {
+      await waitFor('HAProxy to answer on its stats socket', 30_000, async () => {
         if (!haproxy!.running) throw new Error(`haproxy exited\n${haproxy!.output()}`);
         return /^Pid: \d+$/m.test(await statsCommand(socket, 'show info')) ? true : undefined;
       }, 100);
@@ -163,12 +163,12 @@ function suite(c: Case, b: ServerBuild): void {
     });
 
     async function sClient(): Promise<string> {
-      const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 10_000 });
+      const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 30_000 });
       return `${r.stdout}\n${r.stderr}`;
     }
 
     /** Waits for the update row to satisfy `ok`; the message carries the row and both logs. */
-    async function waitRow(what: string, ok: (r: UpdateRow) => boolean, ms = 15_000): Promise<UpdateRow> {
+    async function waitRow(what: string, ok: (r: UpdateRow) => boolean, ms = 30_000): Promise<UpdateRow> {
       let last: UpdateRow | undefined;
       try {
         return await waitFor(what, ms, async () => {
@@ -191,7 +191,7 @@ function suite(c: Case, b: ServerBuild): void {
         const row = await waitRow('a successful update', (r) => r.successes >= 1);
         assert.equal(row.failures, 0, row.raw);
         const want = `This Update: ${opensslTime(new Date(held.thisUpdate!))}`;
-        const out = await waitFor(`s_client to show ${want}`, 10_000, async () => {
+        const out = await waitFor(`s_client to show ${want}`, 30_000, async () => {
           const o = await sClient();
           return o.includes(want) ? o : undefined;
         }, 200);

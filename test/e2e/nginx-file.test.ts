@@ -23,7 +23,7 @@ const TOKEN = 'nginx-file-test-token';
 for (const build of serverBuilds('nginx', 'the nginx ssl_stapling_file test')) suite(build);
 
 function suite(build: ServerBuild): void {
-describe(`nginx ${build.label} staples the file staplerd writes, and reloads when it changes`, { skip: bins.skip || build.skip, timeout: 60_000 }, () => {
+describe(`nginx ${build.label} staples the file staplerd writes, and reloads when it changes`, { skip: bins.skip || build.skip, timeout: 180_000 }, () => {
   let tmp: Awaited<ReturnType<ServerBuild['tempDir']>>;
   let responder: DemoResponder | undefined;
   let daemon: Staplerd | undefined;
@@ -63,8 +63,8 @@ describe(`nginx ${build.label} staples the file staplerd writes, and reloads whe
       },
     });
     daemon = await startStaplerd(config);
-    await daemon.waitReady(15_000);
-    await waitFor('the file sink to write good.der', 10_000, async () => ((await stat(stapleFile).catch(() => undefined))?.size ? true : undefined));
+    await daemon.waitReady(30_000);
+    await waitFor('the file sink to write good.der', 30_000, async () => ((await stat(stapleFile).catch(() => undefined))?.size ? true : undefined));
     // The first reload ran before nginx did (no pid file yet): logged as failed, harmless. Let it finish.
     await waitFor('the first reload attempt', 5000, () => daemon!.logs().find((l) => /^reload command/.test(l.msg)));
 
@@ -74,7 +74,7 @@ describe(`nginx ${build.label} staples the file staplerd writes, and reloads whe
     // With its master process (for -s reload), in the foreground so it stays our child.
     const serve = build.command(['-p', inside(tmp.dir), '-c', inside(conf), '-g', 'daemon off;']);
     nginx = new Child('nginx', serve.cmd, serve.args);
-    await waitFor('nginx to accept TLS connections', 10_000, async () => {
+    await waitFor('nginx to accept TLS connections', 30_000, async () => {
       if (!nginx!.running) throw new Error(`nginx exited\n${nginx!.output()}\n${await errorLog()}`);
       return (await sClient()).includes('Verify return code: 0 (ok)') ? true : undefined;
     }, 100);
@@ -90,7 +90,7 @@ describe(`nginx ${build.label} staples the file staplerd writes, and reloads whe
   const errorLog = () => readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '(no error.log)');
 
   async function sClient(): Promise<string> {
-    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 10_000 });
+    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 30_000 });
     return `${r.stdout}\n${r.stderr}`;
   }
 
@@ -98,7 +98,7 @@ describe(`nginx ${build.label} staples the file staplerd writes, and reloads whe
     const want = `This Update: ${opensslTime(new Date(thisUpdate))}`;
     let last = '';
     try {
-      return await waitFor(`s_client to show ${want}`, 10_000, async () => {
+      return await waitFor(`s_client to show ${want}`, 30_000, async () => {
         last = await sClient();
         return last.includes(want) ? last : undefined;
       }, 200);
@@ -131,7 +131,7 @@ describe(`nginx ${build.label} staples the file staplerd writes, and reloads whe
     assert.equal(r.status, 200, text);
     const fresh = JSON.parse(text) as CertificateView;
     assert.ok(fresh.thisUpdate && Date.parse(fresh.thisUpdate) > Date.parse(firstThisUpdate), `new thisUpdate: ${fresh.thisUpdate}`);
-    await waitFor('"reload command ran"', 10_000, () => (reloads(/^reload command ran$/).length > ranBefore ? true : undefined));
+    await waitFor('"reload command ran"', 30_000, () => (reloads(/^reload command ran$/).length > ranBefore ? true : undefined));
     const out = await waitForStaple(fresh.thisUpdate);
     assert.match(out, /Cert Status: good/);
     await sleep(400); // longer than the debounce: a second run would have shown by now

@@ -24,7 +24,7 @@ const PREFIX = '/some/prefix';
 for (const build of serverBuilds('nginx', 'the nginx responder test')) suite(build);
 
 function suite(build: ServerBuild): void {
-describe(`nginx ${build.label} staples the response staplerd holds`, { skip: bins.skip || build.skip, timeout: 60_000 }, () => {
+describe(`nginx ${build.label} staples the response staplerd holds`, { skip: bins.skip || build.skip, timeout: 180_000 }, () => {
   let tmp: Awaited<ReturnType<ServerBuild['tempDir']>>;
   let responder: DemoResponder | undefined;
   let daemon: Staplerd | undefined;
@@ -50,7 +50,7 @@ describe(`nginx ${build.label} staples the response staplerd holds`, { skip: bin
       certificates: [{ name: 'good', chain: files.leaves.good.chain }],
     });
     daemon = await startStaplerd(config);
-    await daemon.waitReady(15_000);
+    await daemon.waitReady(30_000);
     upstreamRequestsWhenReady = responder.stats.requests;
 
     const trusted = join(tmp.dir, 'trusted.pem');
@@ -67,7 +67,7 @@ describe(`nginx ${build.label} staples the response staplerd holds`, { skip: bin
     assert.equal(test.code, 0, `nginx -t rejected the config:\n${test.stderr}`);
     const serve = build.command(['-p', inside(tmp.dir), '-c', inside(conf), '-g', 'daemon off; master_process off;']);
     nginx = new Child('nginx', serve.cmd, serve.args);
-    await waitFor('nginx to accept TLS connections', 10_000, async () => {
+    await waitFor('nginx to accept TLS connections', 30_000, async () => {
       if (!nginx!.running) throw new Error(`nginx exited\n${nginx!.output()}\n${await readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '')}`);
       const r = await sClient();
       return /Verify return code: 0 \(ok\)/.test(r) ? true : undefined;
@@ -82,21 +82,21 @@ describe(`nginx ${build.label} staples the response staplerd holds`, { skip: bin
   });
 
   async function sClient(): Promise<string> {
-    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${nginxPort}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 10_000 });
+    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${nginxPort}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 30_000 });
     return `${r.stdout}\n${r.stderr}`;
   }
 
   test('openssl s_client -status shows Cert Status: good with the staple staplerd holds', async () => {
     // nginx fetches lazily: the first handshake of a worker gets no staple, a later one does.
     let out = '';
-    const until = Date.now() + 10_000;
+    const until = Date.now() + 30_000;
     while (Date.now() < until) {
       out = await sClient();
       if (/OCSP Response Status: successful/.test(out)) break;
       await sleep(200);
     }
     const errorLog = await readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '(no error.log)');
-    assert.match(out, /OCSP Response Status: successful/, `no staple within 10 s\n${out}\n--- nginx error.log ---\n${errorLog}`);
+    assert.match(out, /OCSP Response Status: successful/, `no staple within 30 s\n${out}\n--- nginx error.log ---\n${errorLog}`);
     assert.match(out, /Cert Status: good/);
     assert.match(out, /Verify return code: 0 \(ok\)/);
 

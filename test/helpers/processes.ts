@@ -230,7 +230,7 @@ export class Staplerd extends Child {
   }
 
   /** Polls /readyz until it answers 200. */
-  async waitReady(timeoutMs = 10_000): Promise<void> {
+  async waitReady(timeoutMs = 30_000): Promise<void> {
     await waitFor('staplerd /readyz 200', timeoutMs, async () => {
       if (!this.running) throw new Error(`staplerd exited (code ${String(await this.exited)})\n${this.output()}`);
       const r = await this.get('/readyz');
@@ -246,7 +246,8 @@ export class Staplerd extends Child {
  */
 export async function startStaplerd(configPath: string, o: { port?: number; timeoutMs?: number } = {}): Promise<Staplerd> {
   const s = new Staplerd(configPath);
-  const timeoutMs = o.timeoutMs ?? 10_000;
+  // Generous: on a shared 2-core machine under load, `node cli.js --version` alone was measured at 4-6 s.
+  const timeoutMs = o.timeoutMs ?? 30_000;
   try {
     s.url = await waitFor('staplerd to listen', timeoutMs, () => {
       if (!s.running) throw new Error('exited');
