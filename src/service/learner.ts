@@ -7,7 +7,7 @@ import { hash, toHex } from '../pki/bytes.js';
 import { parseCertificate, type CertInfo } from '../pki/certificate.js';
 import type { CertId } from '../pki/certid.js';
 import { certificatesFromPem } from '../pki/pem.js';
-import { globToRegExp, type CertRecord } from '../sources/certificates.js';
+import { boundedName, globToRegExp, type CertRecord } from '../sources/certificates.js';
 import type { Clock, Timer } from '../util/clock.js';
 import type { Answer, Stapler } from './stapler.js';
 
@@ -113,7 +113,7 @@ export class Learner {
     for (const id of ids) {
       const issuer = this.#byIssuerKey.get(issuerKey(id.hashAlgorithm, id.issuerNameHash, id.issuerKeyHash));
       if (!issuer) continue;
-      const name = `learned-${issuer.cert.fingerprint.slice(0, 12)}-${toHex(id.serialNumber)}`.slice(0, 128);
+      const name = boundedName(`learned-${issuer.cert.fingerprint.slice(0, 12)}-${toHex(id.serialNumber)}`);
       const pending = this.#pending.get(name);
       if (pending) return pending.then(() => true);
       if (this.#o.stapler.has(name)) return true;

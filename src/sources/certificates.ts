@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { StaplerError } from '../errors.js';
@@ -82,10 +83,25 @@ export interface DirectoryScan {
   rejected: Array<{ file: string; error: StaplerError }>;
 }
 
-/** A certificate name from a file name, held to the config's name rule (letters, digits, `._-`). */
+/** Longest certificate name (the config's name rule). */
+const NAME_MAX = 128;
+
+/**
+ * A name held to the config's name rule (letters, digits, `._-`, at most 128, starting alphanumeric).
+ * Sanitising is lossy (`-www` and `www`, `a b` and `a-b`, two long names with one prefix): so a name that
+ * had to change gets a hash of the original appended, and can never take over a name that was valid as
+ * it was (issue 12 item 10). Valid names are kept exactly.
+ */
+export function boundedName(raw: string): string {
+  const n = raw.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  if (n === raw && n.length <= NAME_MAX) return n;
+  const tag = createHash('sha256').update(raw).digest('hex').slice(0, 12);
+  return `${(n || 'cert').slice(0, NAME_MAX - tag.length - 1)}-${tag}`;
+}
+
+/** A certificate name from a file name (without extension), see boundedName. */
 export function nameFromFile(file: string): string {
-  const n = basename(file, extname(file)).replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '');
-  return (n || 'cert').slice(0, 128);
+  return boundedName(basename(file, extname(file)));
 }
 
 /** Files read at once while scanning: enough to hide disk latency, bounded for file descriptors. */

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { certIdKey } from '../../src/pki/certid.js';
 import { CertIndex } from '../../src/service/cert-index.js';
-import type { CertRecord } from '../../src/sources/certificates.js';
+import { boundedName, nameFromFile, type CertRecord } from '../../src/sources/certificates.js';
 import { fixture } from '../helpers/pki.js';
 
 const f = fixture();
@@ -122,5 +122,38 @@ describe('CertIndex', () => {
     const d = ix.sync([rec('good')]);
     assert.deepEqual(d.removed, []);
     assert.ok(ix.has('learned-x'));
+  });
+
+  test('-www.pem does not take www.pem\'s name: both files get an entry of their own', () => {
+    const ix = new CertIndex();
+    const names = ['-www.pem', 'www.pem', 'www .pem', 'www-.pem'].map((f) => nameFromFile(f));
+    assert.equal(names[1], 'www', 'a valid file name is kept as it is');
+    assert.equal(new Set(names).size, names.length, names.join(' '));
+    for (const n of names) assert.match(n, /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'the config name rule');
+    ix.add(rec(names[0]!));
+    ix.add(rec(names[1]!, f.revoked));
+    assert.equal(ix.get('www')!.record.leaf, f.revoked);
+  });
+
+  test('file names longer than the name limit and alike up to it get different names', () => {
+    const long = 'x'.repeat(200);
+    const [a, b] = [nameFromFile(`${long}a.pem`), nameFromFile(`${long}b.pem`)];
+    assert.notEqual(a, b);
+    assert.ok(a.length <= 128 && b.length <= 128);
+  });
+
+  test('learned names from long serials that share a prefix do not collide', () => {
+    // The learner names entries `learned-<issuer>-<serial hex>`; a client may send any serial length.
+    const issuer = f.issuer.fingerprint.slice(0, 12);
+    const serial = 'ab'.repeat(70);
+    const [a, b] = [boundedName(`learned-${issuer}-${serial}01`), boundedName(`learned-${issuer}-${serial}02`)];
+    assert.notEqual(a, b);
+    for (const n of [a, b]) assert.match(n, /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/);
+    const short = `learned-${issuer}-0a1b`;
+    assert.equal(boundedName(short), short, 'an ordinary serial keeps its readable name');
+    const ix = new CertIndex();
+    ix.add({ ...rec(a), learned: true });
+    ix.add({ ...rec(b, f.revoked), learned: true });
+    assert.equal(ix.size, 2);
   });
 });
