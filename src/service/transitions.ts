@@ -27,7 +27,9 @@ export function commitSuccess(e: Entry, fresh: Staple, maxAge: number | undefine
   if (held && fresh.thisUpdateMs < held.thisUpdateMs) {
     return commitFailure(e, new StaplerError('OCSP_OLDER', `thisUpdate ${fresh.thisUpdate.toISOString()} < ${held.thisUpdate.toISOString()}`), c);
   }
-  const changed = !held || !held.body.equals(fresh.body);
+  // Only a newer thisUpdate replaces the held staple (issue 12 item 1): the same thisUpdate with other bytes
+  // (re-signed, another replica) says nothing new, and every node and sink keeps one set of bytes.
+  const changed = !held || fresh.thisUpdateMs > held.thisUpdateMs;
   if (changed) e.staple = fresh;
   e.failures = 0;
   e.lastError = undefined;
@@ -58,7 +60,7 @@ export function commitFailure(e: Entry, err: unknown, c: CommitContext): Commit 
 /** The SHA-256 form: it never decides the state, so a failure only backs off (see Refresher). */
 export function commitAlt(e: Entry, got: Staple | { error: unknown }, c: CommitContext): Date {
   if (!('error' in got)) {
-    if (!e.alt || got.thisUpdateMs >= e.alt.thisUpdateMs) e.alt = got;
+    if (!e.alt || got.thisUpdateMs > e.alt.thisUpdateMs) e.alt = got;
     e.altFailures = 0;
     return nextRefreshAt(e.alt, c.now, c.policy, c.rand);
   }

@@ -5,6 +5,9 @@ import { demoStatuses } from '../../src/demo/ca.js';
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import { HttpResponderClient } from '../../src/fetch/responder-client.js';
 import { certIdKey } from '../../src/pki/certid.js';
+import { buildOcspRequest } from '../../src/pki/request.js';
+import { parseOcspResponse } from '../../src/pki/response.js';
+import { LocalCoordinator, type FetchCoordinator } from '../../src/fleet/coordinator.js';
 import { Stapler } from '../../src/service/stapler.js';
 import type { CertRecord } from '../../src/sources/certificates.js';
 import { MemoryStapleStore } from '../../src/store/memory-store.js';
@@ -32,14 +35,14 @@ interface Rig {
   records: Record<'good' | 'revoked' | 'mustStaple' | 'quiet', CertRecord>;
 }
 
-function rig(o: { store?: StapleStore; url?: string } = {}): Rig {
+function rig(o: { store?: StapleStore; url?: string; coordinator?: FetchCoordinator } = {}): Rig {
   const url = o.url ?? responder.url;
   const rec = (name: string, leaf = f.good, u: string | null = url): CertRecord => ({ name, source: `${name}.pem`, leaf, issuer: f.issuer, url: u ?? undefined });
   const records = { good: rec('good'), revoked: rec('revoked', f.revoked), mustStaple: rec('mustStaple', f.mustStaple), quiet: rec('quiet', f.good, null) };
   const log = captureLog();
   const store = o.store ?? new MemoryStapleStore({ maxEntries: 100, maxBytes: 1 << 20 });
   const client = new HttpResponderClient({ timeoutMs: 1000, maxResponseBytes: 65536, perHostConcurrency: 4, userAgent: 'test' });
-  const stapler = new Stapler({ clock, client, store, log: log.log, refresh, concurrency: 4, nonce: false, rand: () => 0 });
+  const stapler = new Stapler({ clock, client, store, log: log.log, refresh, concurrency: 4, nonce: false, rand: () => 0, ...(o.coordinator && { coordinator: o.coordinator }) });
   return { stapler, log, store, records };
 }
 
@@ -52,6 +55,28 @@ async function started(r: Rig, names: Array<keyof Rig['records']> = ['good', 're
 }
 
 const key = (leaf = f.good) => certIdKey(f.certId(leaf));
+
+/** A response fetched straight from the responder, outside any Stapler (ECDSA: new bytes every time). */
+async function directResponse(leaf = f.good): Promise<Uint8Array> {
+  const client = new HttpResponderClient({ timeoutMs: 1000, maxResponseBytes: 65536, perHostConcurrency: 1, userAgent: 'test' });
+  try {
+    return (await client.fetch(responder.url, buildOcspRequest([f.certId(leaf)]))).body;
+  } finally {
+    client.close();
+  }
+}
+
+/** A fleet whose shared store holds `der` for every certificate (an in-file fake at the coordinator seam). */
+class FakeFleet extends LocalCoordinator {
+  der: Uint8Array | undefined;
+  override async obtain(r: Parameters<FetchCoordinator['obtain']>[0]) {
+    if (!this.der) return super.obtain(r);
+    return { staple: await r.verify(this.der), maxAge: undefined, source: 'shared' as const };
+  }
+  override async shared(): Promise<undefined> {
+    return this.der as undefined;
+  }
+}
 const stateOf = (r: Rig, name: string) => r.stapler.get(name)!.state;
 
 describe('Stapler', () => {
@@ -245,6 +270,51 @@ describe('Stapler', () => {
     assert.equal(r.stapler.answer(key(f.revoked)).kind, 'unknown');
     assert.equal(r.stapler.answer(key()).kind, 'staple');
     assert.equal(responder.stats.requests, before);
+    await r.stapler.stop();
+  });
+
+  test('keeps the held staple when a response with the same thisUpdate but other bytes arrives from upstream', async () => {
+    responder.setFault(null);
+    const r = await started(rig(), ['good']);
+    const held = r.stapler.staple('good')!;
+    const other = await directResponse();
+    const single = parseOcspResponse(other).responses[0]!;
+    assert.equal(single.thisUpdate.getTime(), held.thisUpdateMs, 'same thisUpdate (the clock did not move)');
+    assert.ok(!held.body.equals(other), 'other bytes (ECDSA signatures differ)');
+    const events: string[] = [];
+    r.stapler.onStaple((_r, _s, why) => events.push(why));
+    await r.stapler.refresh('good');
+    assert.ok(r.stapler.staple('good')!.body.equals(held.body), 'the held bytes are still served');
+    assert.deepEqual(events, [], 'nothing new went to the sinks');
+    const stored = await r.store.get(f.good.fingerprint);
+    assert.ok(!stored || Buffer.from(stored.der).equals(held.body), 'nothing else was persisted');
+    await r.stapler.stop();
+  });
+
+  test('keeps the held staple when the fleet shares a response with the same thisUpdate but other bytes', async () => {
+    responder.setFault(null);
+    const fleet = new FakeFleet();
+    const r = await started(rig({ coordinator: fleet }), ['good']);
+    const held = r.stapler.staple('good')!;
+    fleet.der = await directResponse();
+    assert.ok(!held.body.equals(fleet.der));
+    await r.stapler.adoptShared(f.good.fingerprint);
+    assert.ok(r.stapler.staple('good')!.body.equals(held.body), 'an announcement does not replace it');
+    await r.stapler.refresh('good');
+    assert.ok(r.stapler.staple('good')!.body.equals(held.body), 'nor does a refresh that takes the shared one');
+    assert.equal(r.stapler.get('good')!.lastError, null);
+    await r.stapler.stop();
+  });
+
+  test('keeps the held staple when the disk holds a response with the same thisUpdate but other bytes', async () => {
+    responder.setFault(null);
+    const store = new MemoryStapleStore({ maxEntries: 10, maxBytes: 1 << 20 });
+    const r = await started(rig({ store }), ['good']);
+    const held = r.stapler.staple('good')!;
+    await store.put(f.good.fingerprint, { der: await directResponse(), meta: undefined });
+    await r.stapler.setRecords([r.records.good, r.records.revoked]);
+    await clock.advance(0);
+    assert.ok(r.stapler.staple('good')!.body.equals(held.body));
     await r.stapler.stop();
   });
 });
