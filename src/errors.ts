@@ -43,6 +43,11 @@ export const ERRORS = {
   OCSP_EXPIRED: { message: 'nextUpdate is past or within the safety margin', http: 502 },
   OCSP_NONCE_MISMATCH: { message: 'nonce not echoed', http: 502 },
   OCSP_OLDER: { message: 'response is older than the staple held', http: 502 },
+  OCSP_CERT_UNKNOWN: { message: 'responder answered certStatus unknown (not served)', http: 502 },
+
+  // fleet mode: records read from the shared store (Redis) are hostile until verified
+  FLEET_RECORD_TOO_LARGE: { message: 'shared store record exceeds the size limit', http: 502 },
+  FLEET_RECORD_INVALID: { message: 'shared store record is not a valid staple record', http: 502 },
 
   // incoming requests (our responder side)
   REQUEST_MALFORMED: { message: 'OCSP request cannot be parsed', http: 400 },

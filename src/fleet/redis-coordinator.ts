@@ -26,7 +26,14 @@ export interface RedisCoordinatorOptions {
   onConnected?: () => void;
   /** Told of every shared staple that failed verification (metrics). */
   onRejected?: (fingerprint: string) => void;
+  /** Largest record read from Redis, bytes (default MAX_RECORD_BYTES); a larger one is refused unread. */
+  maxRecordBytes?: number;
 }
+
+/** A 64 KiB response (fetch.maxResponseBytes' default) in base64 with its JSON fields fits in 96 KiB. */
+const MAX_RECORD_BYTES = 96 * 1024;
+/** Clock difference tolerated between nodes for checkedAt, ms: a later one is a lie, not skew. */
+const NODE_SKEW_MS = 5000;
 
 /** Follow-up resynchronisations after a (re)connect, ms. */
 const SETTLE_RESYNC_MS = [2000, 10_000];
@@ -57,6 +64,7 @@ export class RedisCoordinator implements FetchCoordinator {
 
   constructor(o: RedisCoordinatorOptions) {
     if (!(o.config.leaseMs > 0)) throw new RangeError('RedisCoordinator: lease must be > 0');
+    if (o.maxRecordBytes !== undefined && !(Number.isInteger(o.maxRecordBytes) && o.maxRecordBytes > 0)) throw new RangeError('RedisCoordinator: maxRecordBytes must be a positive integer');
     this.#o = o;
     const c = o.config;
     const opts: RedisOptions = {
@@ -194,7 +202,8 @@ export class RedisCoordinator implements FetchCoordinator {
     const held = r.held?.thisUpdateMs ?? -Infinity;
     if (staple.thisUpdateMs > held) return { staple, maxAge: undefined, source: 'shared' };
     // Same response as ours, and another node asked the CA just now: asking again would get the same.
-    if (staple.thisUpdateMs === held && Date.now() - rec.checkedAt < this.#o.minIntervalMs) return { staple: r.held ?? staple, maxAge: undefined, source: 'shared' };
+    // checkedAt is unsigned: it counts only between the verified thisUpdate and now (see checkedAtOf).
+    if (staple.thisUpdateMs === held && Date.now() - checkedAtOf(rec, staple.thisUpdateMs, Date.now()) < this.#o.minIntervalMs) return { staple: r.held ?? staple, maxAge: undefined, source: 'shared' };
     return undefined;
   }
 
@@ -224,25 +233,34 @@ export class RedisCoordinator implements FetchCoordinator {
     });
   }
 
+  /**
+   * The record for a fingerprint, read with one bounded command (GETRANGE up to the limit + 1 byte: a
+   * 50 MB record is never pulled into memory) and checked field by field. A record that is too large or
+   * not a record is refused with a code and ignored like a staple that fails verification.
+   */
   async #read(fp: string): Promise<SharedRecord | undefined> {
-    const raw = await this.#cmd.get(this.#key('staple', fp));
-    if (!raw) return undefined;
-    try {
-      const rec = JSON.parse(raw) as SharedRecord;
-      return typeof rec.der === 'string' ? rec : undefined;
-    } catch {
-      return undefined; // garbage in Redis is ignored like a staple that fails verification
+    const max = this.#o.maxRecordBytes ?? MAX_RECORD_BYTES;
+    const raw = await this.#cmd.getrangeBuffer(this.#key('staple', fp), 0, max);
+    if (raw.length === 0) return undefined;
+    const code = raw.length > max ? 'FLEET_RECORD_TOO_LARGE' : undefined;
+    const rec = code ? undefined : parseRecord(raw);
+    if (!rec) {
+      this.#o.log.warn({ fingerprint: fp, code: code ?? 'FLEET_RECORD_INVALID', maxBytes: max }, 'shared store record refused: ignored');
+      this.#o.onRejected?.(fp);
     }
+    return rec;
   }
 
   /** Writes our staple unless the shared one is newer; the TTL ends at nextUpdate. Returns whether it wrote. */
   async #publish(fp: string, s: Staple, checked = true): Promise<boolean> {
     const existing = await this.#read(fp);
     // Never replace a newer shared staple, nor one for the same window (the fleet keeps one set of bytes).
-    if (existing && existing.thisUpdate >= s.thisUpdate.getTime()) return false;
+    // The claimed thisUpdate is unsigned: one later than now is a lie and does not hold our staple back.
+    const claimed = existing && existing.thisUpdate <= Date.now() + NODE_SKEW_MS ? existing.thisUpdate : -Infinity;
+    if (claimed >= s.thisUpdate.getTime()) return false;
     const ttl = s.nextUpdate.getTime() - Date.now();
     if (ttl <= 1000) return false;
-    const rec: SharedRecord = { der: s.body.toString('base64'), thisUpdate: s.thisUpdate.getTime(), nextUpdate: s.nextUpdate.getTime(), checkedAt: checked ? Date.now() : existing?.checkedAt ?? 0, node: this.#node };
+    const rec: SharedRecord = { der: s.body.toString('base64'), thisUpdate: s.thisUpdate.getTime(), nextUpdate: s.nextUpdate.getTime(), checkedAt: checked ? Date.now() : existing ? checkedAtOf(existing, s.thisUpdateMs, Date.now()) : 0, node: this.#node };
     await this.#cmd.set(this.#key('staple', fp), JSON.stringify(rec), 'PX', ttl);
     await this.#cmd.publish(this.#channel, `${this.#node} ${fp}`);
     return true;
@@ -275,6 +293,33 @@ export class RedisCoordinator implements FetchCoordinator {
     this.#connected = false;
     this.#o.log.warn({ url: redact(this.#o.config.url), err: why }, 'shared store (Redis) unreachable: fetching locally until it is back');
   }
+}
+
+/** A record as JSON with the types it must have; anything else is not a record. */
+function parseRecord(raw: Buffer): SharedRecord | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const r = v as Record<string, unknown>;
+  const num = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
+  if (typeof r.der !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(r.der)) return undefined;
+  if (!num(r.thisUpdate) || !num(r.nextUpdate) || !num(r.checkedAt)) return undefined;
+  return { der: r.der, thisUpdate: r.thisUpdate as number, nextUpdate: r.nextUpdate as number, checkedAt: r.checkedAt as number, node: typeof r.node === 'string' ? r.node.slice(0, 32) : '' };
+}
+
+/**
+ * When the CA was last asked, as far as a record can say: never before the verified response's thisUpdate
+ * (the answer cannot predate itself) and never after now. A checkedAt in the future is a lie, not skew:
+ * it counts as thisUpdate, so a record set to the far future cannot stop every node's refreshes (issue 12
+ * item 5: 0 upstream fetches after admin refreshes).
+ */
+export function checkedAtOf(rec: Pick<SharedRecord, 'checkedAt'>, verifiedThisUpdateMs: number, nowMs: number): number {
+  if (rec.checkedAt > nowMs + NODE_SKEW_MS) return verifiedThisUpdateMs;
+  return Math.max(verifiedThisUpdateMs, Math.min(rec.checkedAt, nowMs));
 }
 
 /** The URL without its password, for logs. */

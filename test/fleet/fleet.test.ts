@@ -42,13 +42,13 @@ interface Node {
   log: ReturnType<typeof captureLog>;
 }
 
-function node(prefix: string, o: { leaseMs?: number; direct?: 'hang' } = {}): Node {
+function node(prefix: string, o: { leaseMs?: number; direct?: 'hang'; minIntervalMs?: number } = {}): Node {
   const log = captureLog('info');
   let stapler!: Stapler;
   const coordinator = new RedisCoordinator({
     config: { url: redis.url, keyPrefix: prefix, leaseMs: o.leaseMs ?? 5000, commandTimeoutMs: 1000 },
     log: log.log,
-    minIntervalMs: 60_000,
+    minIntervalMs: o.minIntervalMs ?? 60_000,
     onConnected: () => void resyncWithFleet(coordinator, stapler, log.log),
   });
   coordinator.start();
@@ -187,6 +187,58 @@ describe('fleet mode on Redis', { skip }, () => {
       await until(() => b.stapler.staple('c0')?.body.toString('hex') === fresh, 'node B to adopt the staple A fetched while Redis was down', 20_000);
     } finally {
       await Promise.all([a, b].map((n) => n.stapler.stop()));
+    }
+  });
+
+  test('a record claiming checkedAt and thisUpdate in the far future does not stop refreshes', async () => {
+    const prefix = `t${++prefixSeq}:`;
+    const a = node(prefix, { minIntervalMs: 10_000 });
+    await until(() => a.coordinator.status().connected, 'connected');
+    const recs = records(responder.url, 1);
+    await a.stapler.setRecords(recs);
+    await a.stapler.start();
+    await until(() => held(a, 1), 'staple held');
+    const key = `${prefix}staple:${recs[0]!.leaf.fingerprint}`;
+    const { Redis } = await import('ioredis');
+    const raw = new Redis(redis.url);
+    try {
+      const rec = JSON.parse((await raw.get(key))!) as { der: string; thisUpdate: number; checkedAt: number };
+      const future = Date.UTC(9999, 0, 1);
+      await raw.set(key, JSON.stringify({ ...rec, thisUpdate: future, checkedAt: future }), 'PX', 600_000);
+      await new Promise((r) => setTimeout(r, 1100)); // thisUpdate has whole seconds: the next one is newer
+      const before = responder.stats.requests;
+      for (let i = 0; i < 3; i++) await a.stapler.refresh('c0');
+      assert.ok(responder.stats.requests > before, 'admin refreshes reach the CA');
+      const now = JSON.parse((await raw.get(key))!) as { thisUpdate: number; checkedAt: number };
+      assert.ok(now.thisUpdate < Date.now() && now.checkedAt <= Date.now(), 'the fetched staple replaced the lying record');
+      assert.equal(now.thisUpdate, a.stapler.staple('c0')!.thisUpdateMs);
+    } finally {
+      raw.disconnect();
+      await a.stapler.stop();
+    }
+  });
+
+  test('an oversized record in Redis is refused with a code, and the node fetches itself', async () => {
+    const prefix = `t${++prefixSeq}:`;
+    const a = node(prefix);
+    await until(() => a.coordinator.status().connected, 'connected');
+    const recs = records(responder.url, 1);
+    const key = `${prefix}staple:${recs[0]!.leaf.fingerprint}`;
+    const { Redis } = await import('ioredis');
+    const raw = new Redis(redis.url);
+    try {
+      const huge = JSON.stringify({ der: 'A'.repeat(4 << 20), thisUpdate: Date.now(), nextUpdate: Date.now() + 3600_000, checkedAt: Date.now(), node: 'x' });
+      await raw.set(key, huge, 'PX', 600_000);
+      const before = responder.stats.requests;
+      await a.stapler.setRecords(recs);
+      await a.stapler.start();
+      await until(() => held(a, 1), 'staple held');
+      assert.ok(a.log.lines.some((l) => l.code === 'FLEET_RECORD_TOO_LARGE'), 'refused with its code');
+      assert.ok(!a.log.lines.some((l) => /failed verification/.test(l.msg)), 'never parsed nor verified');
+      assert.equal(responder.stats.requests, before + 1);
+    } finally {
+      raw.disconnect();
+      await a.stapler.stop();
     }
   });
 });
