@@ -137,6 +137,8 @@ export class RedisCoordinator implements FetchCoordinator {
           const meanwhile = await this.#usableShared(r).catch(() => undefined);
           if (meanwhile) return meanwhile;
           const got = await r.direct();
+          // An `unknown` is not shared: it is not a staple, and it would displace a good one in Redis.
+          if (got.staple.status.kind === 'unknown') return { ...got, source: 'fetched' };
           const wrote = await this.#publish(r.fingerprint, got.staple).catch((e: Error) => {
             this.#o.log.warn({ cert: r.name, err: e.message }, 'could not share a fetched staple');
             return true;
@@ -199,6 +201,7 @@ export class RedisCoordinator implements FetchCoordinator {
       this.#o.onRejected?.(r.fingerprint);
       return undefined;
     }
+    if (staple.status.kind === 'unknown') return undefined; // not a staple (issue 13 item 2): ask the CA
     const held = r.held?.thisUpdateMs ?? -Infinity;
     if (staple.thisUpdateMs > held) return { staple, maxAge: undefined, source: 'shared' };
     // Same response as ours, and another node asked the CA just now: asking again would get the same.

@@ -51,6 +51,19 @@ export function backoffMs(failures: number, p: RefreshPolicy, rand: Rand, retryA
   return Math.min(delay, p.backoffMaxSeconds) * 1000;
 }
 
+/** First retry after a CA answered `unknown`, seconds: CAs answer it for certificates issued minutes ago. */
+const UNKNOWN_FIRST_RETRY_SECONDS = 60;
+
+/**
+ * Delay before asking again after the `n`-th `unknown` in a row (1 = first): 1, 2, 4, 8 ... minutes, since a
+ * newly issued certificate usually becomes known within minutes, then the failure cap (backoffMax). Up to a
+ * tenth is taken off at random so a fleet does not ask in step.
+ */
+export function unknownRetryMs(n: number, p: Pick<RefreshPolicy, 'backoffMaxSeconds'>, rand: Rand): number {
+  const s = Math.min(p.backoffMaxSeconds, UNKNOWN_FIRST_RETRY_SECONDS * 2 ** Math.min(30, Math.max(0, n - 1)));
+  return (s - rand() * 0.1 * s) * 1000;
+}
+
 /** Epoch ms until which a staple may be served: nextUpdate − margin. */
 export function servableUntil(nextUpdate: Date | number, marginSeconds: number): number {
   return (typeof nextUpdate === 'number' ? nextUpdate : nextUpdate.getTime()) - marginSeconds * 1000;

@@ -121,7 +121,7 @@ export class StapleAnswers {
     for (const e of this.#o.index.values()) {
       const st = stateOf(e, now, this.#o.refresh.marginSeconds);
       if (st === 'pending' && ++waitingCount <= READINESS_NAMES) waiting.push(e.record.name);
-      if (e.record.leaf.mustStaple && e.record.url && (st === 'pending' || st === 'failing') && ++mustStapleMissingCount <= READINESS_NAMES) mustStapleMissing.push(e.record.name);
+      if (e.record.leaf.mustStaple && e.record.url && (st === 'pending' || st === 'failing' || st === 'unknown') && ++mustStapleMissingCount <= READINESS_NAMES) mustStapleMissing.push(e.record.name);
     }
     const ready = this.#o.started() && waitingCount === 0 && mustStapleMissingCount === 0;
     return { ready, waiting, waitingCount, mustStapleMissing, mustStapleMissingCount };

@@ -68,7 +68,7 @@ export class CertIndex {
   add(r: CertRecord): Entry {
     if (this.#byName.has(r.name)) throw new RangeError(`CertIndex.add: ${r.name} is already indexed`);
     const keys = r.url ? (['sha1', 'sha256'] as const).map((a) => certIdKey(certIdOf(r.leaf, r.issuer, a))) : [];
-    const e: Entry = { record: r, keys, staple: undefined, alt: undefined, altFailures: 0, failures: 0, lastError: undefined, generation: 0, reported: 'pending' };
+    const e: Entry = { record: r, keys, staple: undefined, alt: undefined, altFailures: 0, unknown: undefined, unknownCount: 0, failures: 0, lastError: undefined, generation: 0, reported: 'pending' };
     this.#byName.set(r.name, e);
     const fp = r.leaf.fingerprint;
     const same = this.#byFingerprint.get(fp);

@@ -41,6 +41,8 @@ export class FleetAdopter {
         this.#o.log.warn({ cert: e.record.name, code: errorCode(err, 'OCSP_MALFORMED') }, 'shared staple failed verification: ignored');
         continue;
       }
+      // A shared `unknown` is not a staple (issue 13 item 2); nodes ask the CA themselves on the short schedule.
+      if (staple.status.kind === 'unknown') continue;
       if (e.staple && staple.thisUpdateMs <= e.staple.thisUpdateMs) continue;
       this.#o.refresher.adopt(e, generation, staple);
     }

@@ -100,6 +100,13 @@ export interface Entry {
   alt: Staple | undefined;
   altFailures: number;
   /**
+   * The CA's latest answer when it was `unknown` (verified, never served, persisted or passed to sinks: nginx
+   * and HAProxy refuse it, browsers may fail the handshake on it); cleared by the next good or revoked one.
+   */
+  unknown: Staple | undefined;
+  /** `unknown` answers in a row, for the short retry schedule (unknownRetryMs). */
+  unknownCount: number;
+  /**
    * The state last written to the log. States also change silently with time (a staple ages out), so
    * transitions are logged against this, not against the state just before a commit.
    */
@@ -112,12 +119,14 @@ export function stateOf(e: Entry, now: Date, marginSeconds: number): EntryState 
   if (e.record.leaf.notAfterMs <= now.getTime()) return 'expired';
   const s = servableStaple(e, now, marginSeconds);
   if (s) return s.status.kind;
+  if (e.unknown) return 'unknown';
   return e.failures > 0 ? 'failing' : 'pending';
 }
 
+/** The held staple while it may be served; an `unknown` one never is (commits never hold one, this makes sure). */
 export function servableStaple(e: Entry, now: Date, marginSeconds: number): Staple | undefined {
   const s = e.staple;
-  return s && isServable(s.nextUpdateMs, now, marginSeconds) ? s : undefined;
+  return s && s.status.kind !== 'unknown' && isServable(s.nextUpdateMs, now, marginSeconds) ? s : undefined;
 }
 
 export interface CertificateView {
@@ -149,7 +158,10 @@ function statusView(st: CertStatus): NonNullable<CertificateView['status']> {
 
 export function viewOf(e: Entry, now: Date, marginSeconds: number, nextRefresh: Date | undefined): CertificateView {
   const { leaf, issuer } = e.record;
-  const s = e.staple;
+  const state = stateOf(e, now, marginSeconds);
+  // In state `unknown` the view shows the CA's answer (its thisUpdate, when it was checked) and no
+  // nextUpdate: nothing is served until the CA knows the certificate.
+  const s = state === 'unknown' ? e.unknown : e.staple;
   const iso = (d: Date | undefined) => (d ? d.toISOString() : null);
   return {
     name: e.record.name,
@@ -161,10 +173,10 @@ export function viewOf(e: Entry, now: Date, marginSeconds: number, nextRefresh: 
     notAfter: leaf.notAfter.toISOString(),
     mustStaple: leaf.mustStaple,
     ocspUrl: e.record.url ?? null,
-    state: stateOf(e, now, marginSeconds),
+    state,
     status: s ? statusView(s.status) : null,
     thisUpdate: iso(s?.thisUpdate),
-    nextUpdate: iso(s?.nextUpdate),
+    nextUpdate: state === 'unknown' ? null : iso(s?.nextUpdate),
     producedAt: iso(s?.producedAt),
     fetchedAt: iso(s?.fetchedAt),
     nextRefresh: iso(nextRefresh),

@@ -210,7 +210,10 @@ export class Stapler {
     let loaded: Staple | undefined;
     try {
       const der = await this.#persistence.load(record.leaf.fingerprint, o.present);
-      if (der) loaded = await this.#fetcher.verify(record, der);
+      const verified = der && (await this.#fetcher.verify(record, der));
+      // Written by an older version, perhaps: an `unknown` is not a staple (issue 13 item 2).
+      if (verified && verified.status.kind === 'unknown') throw new StaplerError('OCSP_CERT_UNKNOWN', 'persisted response says unknown');
+      loaded = verified || undefined;
     } catch (err) {
       this.#o.log.warn({ cert: record.name, code: errorCode(err, 'STORE_CORRUPT'), err: String(err) }, 'persisted staple unusable, skipping it');
     }

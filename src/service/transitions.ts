@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { errorCode, StaplerError } from '../errors.js';
-import { backoffMs, nextRefreshAt, servableUntil, type Rand, type RefreshPolicy } from '../pki/freshness.js';
+import { backoffMs, nextRefreshAt, servableUntil, unknownRetryMs, type Rand, type RefreshPolicy } from '../pki/freshness.js';
 import { stateOf, type Entry, type EntryState, type Staple } from './staple.js';
 
 /** What a commit needs besides the entry: the time, the policy, randomness for jitter, the log. */
@@ -14,8 +14,8 @@ export interface CommitContext {
 /** A commit's outcome: when to run next (null: drop the job) and what the caller must pass on. */
 export interface Commit {
   next: Date | null;
-  /** `new`: the entry holds a different staple now (persist it, run the sinks). */
-  event: { kind: 'new'; staple: Staple } | { kind: 'kept' } | { kind: 'failed' } | { kind: 'aborted' };
+  /** `new`: the entry holds a different staple now (persist it, run the sinks). `unknown`: nothing to pass on. */
+  event: { kind: 'new'; staple: Staple } | { kind: 'kept' } | { kind: 'unknown' } | { kind: 'failed' } | { kind: 'aborted' };
 }
 
 /**
@@ -23,6 +23,7 @@ export interface Commit {
  * Never replaces a staple by an older one (RFC 9919 §4: a CDN or a lagging replica can serve stale data).
  */
 export function commitSuccess(e: Entry, fresh: Staple, maxAge: number | undefined, c: CommitContext): Commit {
+  if (fresh.status.kind === 'unknown') return commitUnknown(e, fresh, c);
   const held = e.staple;
   if (held && fresh.thisUpdateMs < held.thisUpdateMs) {
     return commitFailure(e, new StaplerError('OCSP_OLDER', `thisUpdate ${fresh.thisUpdate.toISOString()} < ${held.thisUpdate.toISOString()}`), c);
@@ -33,12 +34,34 @@ export function commitSuccess(e: Entry, fresh: Staple, maxAge: number | undefine
   if (changed) e.staple = fresh;
   e.failures = 0;
   e.lastError = undefined;
+  e.unknown = undefined;
+  e.unknownCount = 0;
   const after = stateOf(e, c.now, c.policy.marginSeconds);
   if (changed || after !== e.reported) logNewStaple(c.log, e, e.reported, after);
   e.reported = after;
   // A fresh response keeps the fraction-of-window schedule; an unchanged one waits out the upstream max-age.
   const next = nextRefreshAt(e.staple!, c.now, c.policy, c.rand, changed ? undefined : maxAge);
   return { next, event: changed ? { kind: 'new', staple: fresh } : { kind: 'kept' } };
+}
+
+/**
+ * The CA answered `unknown` (issue 13 item 2): a signed answer, but not a staple. The held good or revoked
+ * staple stays and is served while servable; the answer is kept for the views only, and asked again soon
+ * (1, 2, 4 ... minutes: a certificate issued minutes ago usually becomes known within minutes).
+ */
+export function commitUnknown(e: Entry, fresh: Staple, c: CommitContext): Commit {
+  if (!e.unknown || fresh.thisUpdateMs >= e.unknown.thisUpdateMs) e.unknown = fresh;
+  e.unknownCount++;
+  e.failures = 0;
+  e.lastError = { code: 'OCSP_CERT_UNKNOWN', message: `responder answered unknown (thisUpdate ${fresh.thisUpdate.toISOString()}): not served`, at: c.now };
+  const after = stateOf(e, c.now, c.policy.marginSeconds);
+  const changed = after !== e.reported || e.unknownCount === 1;
+  e.reported = after;
+  const delay = retryDelayMs(e, c.now.getTime(), c.policy, unknownRetryMs(e.unknownCount, c.policy, c.rand));
+  const fields = { cert: e.record.name, code: 'OCSP_CERT_UNKNOWN', state: after, answers: e.unknownCount, thisUpdate: fresh.thisUpdate.toISOString(), retryInSeconds: Math.round(delay / 1000) };
+  if (changed) c.log.warn(fields, 'responder does not know the certificate (unknown): not served, asking again soon');
+  else c.log.debug(fields, 'responder still answers unknown');
+  return { next: new Date(c.now.getTime() + delay), event: { kind: 'unknown' } };
 }
 
 /** A fetch failed: count it, log the change (not every attempt), back off. The held staple stays. */
@@ -59,6 +82,7 @@ export function commitFailure(e: Entry, err: unknown, c: CommitContext): Commit 
 
 /** The SHA-256 form: it never decides the state, so a failure only backs off (see Refresher). */
 export function commitAlt(e: Entry, got: Staple | { error: unknown }, c: CommitContext): Date {
+  if (!('error' in got) && got.status.kind === 'unknown') got = { error: new StaplerError('OCSP_CERT_UNKNOWN') };
   if (!('error' in got)) {
     if (!e.alt || got.thisUpdateMs > e.alt.thisUpdateMs) e.alt = got;
     e.altFailures = 0;

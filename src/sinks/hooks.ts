@@ -81,7 +81,7 @@ export class HookRunner {
     for (const v of views) {
       if (!v.mustStaple || !v.ocspUrl || v.state === 'expired') continue;
       const end = v.nextUpdate ? servableUntil(new Date(v.nextUpdate), this.#o.marginSeconds) : -Infinity;
-      const servable = v.state === 'good' || v.state === 'revoked' || v.state === 'unknown';
+      const servable = v.state === 'good' || v.state === 'revoked';
       if (servable && end - now > h.withinSeconds * 1000) continue;
       const key = v.thisUpdate ?? 'none';
       if (this.#warned.get(v.name) === key) continue;

@@ -317,4 +317,96 @@ describe('Stapler', () => {
     assert.ok(r.stapler.staple('good')!.body.equals(held.body));
     await r.stapler.stop();
   });
+
+  test('an unknown answer never replaces a good staple, and is neither served, persisted nor passed on', async () => {
+    responder.setFault(null);
+    const store = new MemoryStapleStore({ maxEntries: 10, maxBytes: 1 << 20 });
+    const r = await started(rig({ store }), ['good']);
+    const held = r.stapler.staple('good')!;
+    const events: string[] = [];
+    r.stapler.onStaple((_r, _s, why) => events.push(why));
+    responder.setStatus(f.good.serialHex, { kind: 'unknown' });
+    try {
+      await clock.advance(1000); // a newer thisUpdate: the unknown answer is not refused as older
+      await r.stapler.refresh('good');
+      const v = r.stapler.get('good')!;
+      assert.equal(v.state, 'good');
+      assert.equal(v.lastError?.code, 'OCSP_CERT_UNKNOWN');
+      const a = r.stapler.answer(key());
+      assert.ok(a.kind === 'staple' && a.staple.body.equals(held.body), 'the good staple is still served');
+      assert.deepEqual(events, [], 'nothing went to the sinks or hooks');
+      await clock.advance(1000);
+      await until(async () => (await store.get(f.good.fingerprint)) !== undefined, 'persisted');
+      assert.ok(Buffer.from((await store.get(f.good.fingerprint))!.der).equals(held.body), 'the persisted staple is the good one');
+      assert.equal(Date.parse(v.nextRefresh!) - Date.parse(v.lastError!.at), 60_000, 'asked again in a minute');
+    } finally {
+      responder.setStatus(f.good.serialHex, { kind: 'good' });
+      await r.stapler.stop();
+    }
+  });
+
+  test('a certificate the CA does not know yet is unknown, answered tryLater, and asked again at 1, 2 minutes until known', async () => {
+    responder.setFault(null);
+    responder.setStatus(f.good.serialHex, { kind: 'unknown' });
+    const r = rig();
+    const events: string[] = [];
+    r.stapler.onStaple((_r, _s, why) => events.push(why));
+    try {
+      await started(r, ['good']);
+      let v = r.stapler.get('good')!;
+      assert.equal(v.state, 'unknown');
+      assert.deepEqual(v.status, { kind: 'unknown' });
+      assert.ok(v.thisUpdate && v.fetchedAt, 'the CA answer time is shown');
+      assert.equal(v.nextUpdate, null);
+      assert.equal(r.stapler.answer(key()).kind, 'tryLater');
+      assert.equal(r.stapler.readiness().ready, true, 'an answer from the CA settles readiness');
+      assert.equal(r.stapler.current().length, 0, 'nothing for a sink re-push');
+      assert.equal(Date.parse(v.nextRefresh!) - clock.now().getTime(), 60_000);
+      const before = responder.stats.requests;
+      await clock.advance(60_000);
+      await until(() => responder.stats.requests > before && ![null, v.nextRefresh].includes(r.stapler.get('good')!.nextRefresh), 'the second ask');
+      v = r.stapler.get('good')!;
+      assert.equal(Date.parse(v.nextRefresh!) - clock.now().getTime(), 120_000, 'then two minutes');
+      responder.setStatus(f.good.serialHex, { kind: 'good' });
+      await clock.advance(120_000);
+      await until(() => stateOf(r, 'good') === 'good', 'the CA to know it');
+      assert.equal(r.stapler.answer(key()).kind, 'staple');
+      assert.equal(r.stapler.get('good')!.lastError, null);
+      assert.deepEqual(events, ['fetched'], 'only the good staple went to the sinks');
+    } finally {
+      responder.setStatus(f.good.serialHex, { kind: 'good' });
+      await r.stapler.stop();
+      clock = new FakeClock(f.now);
+    }
+  });
+
+  test('an unknown shared by the fleet is not adopted, and a persisted one is not served', async () => {
+    responder.setFault(null);
+    const fleet = new FakeFleet();
+    const r = await started(rig({ coordinator: fleet }), ['good']);
+    const held = r.stapler.staple('good')!;
+    responder.setStatus(f.good.serialHex, { kind: 'unknown' });
+    try {
+      await clock.advance(1000);
+      fleet.der = await directResponse();
+      await r.stapler.adoptShared(f.good.fingerprint);
+      assert.ok(r.stapler.staple('good')!.body.equals(held.body), 'an announcement does not replace it');
+      await r.stapler.refresh('good');
+      assert.ok(r.stapler.staple('good')!.body.equals(held.body), 'nor a refresh that obtains it from the fleet');
+      const store = new MemoryStapleStore({ maxEntries: 10, maxBytes: 1 << 20 });
+      await store.put(f.good.fingerprint, { der: fleet.der, meta: undefined });
+      responder.setFault({ kind: 'hang' });
+      const second = rig({ store });
+      await second.stapler.setRecords([second.records.good]);
+      await second.stapler.start();
+      assert.equal(second.stapler.answer(key()).kind, 'tryLater');
+      assert.ok(second.log.lines.some((l) => l.code === 'OCSP_CERT_UNKNOWN' && /persisted/.test(l.msg)));
+      responder.setFault(null);
+      await second.stapler.stop();
+    } finally {
+      responder.setFault(null);
+      responder.setStatus(f.good.serialHex, { kind: 'good' });
+      await r.stapler.stop();
+    }
+  });
 });
