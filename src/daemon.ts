@@ -121,7 +121,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   // When Redis comes (back): share what we fetched meanwhile, take what others did.
   if (cfg.store.kind === 'redis') resyncShared = () => resyncWithFleet(coordinator as RedisCoordinator, stapler, log);
   const fileSinks = fileSinksOf(cfg, log);
-  const sinkList: StapleSink[] = [...fileSinks, ...cfg.sinks.haproxy.map((c) => new HaproxySink(c, log))];
+  const sinkList: StapleSink[] = [...fileSinks, ...cfg.sinks.haproxy.map((c) => new HaproxySink(c, log, clock))];
   const sinks = new SinkRunner({
     sinks: sinkList,
     log,

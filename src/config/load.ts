@@ -62,6 +62,7 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
       backoffMaxSeconds: seconds(r.backoffMax),
       marginSeconds: seconds(r.margin),
       skewSeconds: seconds(r.skew),
+      ...(r.assumeValidity !== undefined && { assumeValiditySeconds: seconds(r.assumeValidity) }),
     },
     fetch: {
       timeoutMs: seconds(f.timeout) * 1000,
@@ -132,6 +133,10 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
   }
   if (cfg.refresh.backoffInitialSeconds > cfg.refresh.backoffMaxSeconds) {
     throw new StaplerError('CONFIG_INVALID', `${source}: refresh.backoffInitial: must not exceed refresh.backoffMax`);
+  }
+  const assume = cfg.refresh.assumeValiditySeconds;
+  if (assume !== undefined && !(assume >= 60 && assume <= 7 * 86400)) {
+    throw new StaplerError('CONFIG_INVALID', `${source}: refresh.assumeValidity: must be between 1m and 7d (or left out)`);
   }
   return deepFreeze(cfg);
 }

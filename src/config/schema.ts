@@ -104,6 +104,7 @@ export const configSchema = {
         backoffMax: { ...duration, default: '1h' },
         margin: { ...duration, default: '5m' },
         skew: { ...duration, default: '5m' },
+        assumeValidity: duration,
       },
     },
     fetch: {
@@ -222,6 +223,8 @@ export interface RefreshConfig {
   backoffMaxSeconds: number;
   marginSeconds: number;
   skewSeconds: number;
+  /** Responses without nextUpdate are valid this long after thisUpdate; undefined: refused (the default). */
+  assumeValiditySeconds?: number | undefined;
 }
 
 export interface FetchConfig {

@@ -90,7 +90,7 @@ export class Metrics {
           if (v.nextUpdate && v.thisUpdate) {
             until.labels(v.name).set((Date.parse(v.nextUpdate) - now) / 1000);
             since.labels(v.name).set((now - Date.parse(v.thisUpdate)) / 1000);
-            servable.labels(v.name).set(Math.max(0, (servableUntil(new Date(v.nextUpdate), marginSeconds) - now) / 1000));
+            servable.labels(v.name).set(Math.max(0, (servableUntil(Date.parse(v.nextUpdate), marginSeconds, Date.parse(v.thisUpdate)) - now) / 1000));
           }
         }
         for (const st of STATES) this.labels(st).set(counts[st]);

@@ -12,7 +12,7 @@ export interface RefreshPolicy {
   backoffInitialSeconds: number;
   /** Cap on the retry delay, seconds. */
   backoffMaxSeconds: number;
-  /** A staple is served only while now < nextUpdate − margin (HAProxy refuses within 300 s). */
+  /** A staple is served only while now < nextUpdate − margin, the margin at most a tenth of its window. */
   marginSeconds: number;
 }
 
@@ -34,7 +34,7 @@ export function nextRefreshAt(w: Window, now: Date, p: RefreshPolicy, rand: Rand
   const span = Math.max(0, w.nextUpdate.getTime() - t);
   let at = t + p.fraction * span - rand() * p.jitter * span;
   if (notBeforeSeconds !== undefined && notBeforeSeconds > 0) at = Math.max(at, now.getTime() + notBeforeSeconds * 1000);
-  const servableEnd = servableUntil(w.nextUpdate, p.marginSeconds);
+  const servableEnd = servableUntil(w.nextUpdate, p.marginSeconds, w.thisUpdate);
   // Leave at least one retry interval before the staple stops being servable.
   at = Math.min(at, servableEnd - p.backoffInitialSeconds * 1000);
   return new Date(Math.max(at, now.getTime() + p.minIntervalSeconds * 1000));
@@ -64,11 +64,19 @@ export function unknownRetryMs(n: number, p: Pick<RefreshPolicy, 'backoffMaxSeco
   return (s - rand() * 0.1 * s) * 1000;
 }
 
-/** Epoch ms until which a staple may be served: nextUpdate − margin. */
-export function servableUntil(nextUpdate: Date | number, marginSeconds: number): number {
-  return (typeof nextUpdate === 'number' ? nextUpdate : nextUpdate.getTime()) - marginSeconds * 1000;
+const ms = (d: Date | number): number => (typeof d === 'number' ? d : d.getTime());
+
+/**
+ * Epoch ms until which a staple may be served: nextUpdate − margin, where the margin is at most a tenth of
+ * the validity window when thisUpdate is given (issue 13 item 3: a response valid for 4 minutes was never
+ * served under a 5-minute margin). HAProxy's own 300 s rule is the HAProxy sink's, not this one.
+ */
+export function servableUntil(nextUpdate: Date | number, marginSeconds: number, thisUpdate?: Date | number): number {
+  const next = ms(nextUpdate);
+  const margin = marginSeconds * 1000;
+  return next - (thisUpdate === undefined ? margin : Math.min(margin, Math.max(0, next - ms(thisUpdate)) / 10));
 }
 
-export function isServable(nextUpdate: Date | number, now: Date, marginSeconds: number): boolean {
-  return now.getTime() < servableUntil(nextUpdate, marginSeconds);
+export function isServable(nextUpdate: Date | number, now: Date, marginSeconds: number, thisUpdate?: Date | number): boolean {
+  return now.getTime() < servableUntil(nextUpdate, marginSeconds, thisUpdate);
 }

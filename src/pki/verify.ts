@@ -10,8 +10,10 @@ import { isServable } from './freshness.js';
 export interface VerifyPolicy {
   /** Tolerated clock difference for thisUpdate in the future, seconds. */
   skewSeconds: number;
-  /** nextUpdate must be later than now + margin (HAProxy refuses anything within 300 s). */
+  /** nextUpdate must be later than now + margin (at most a tenth of the window, see servableUntil). */
   marginSeconds: number;
+  /** A response without nextUpdate is taken as valid this long after thisUpdate; absent or 0: refused. */
+  assumeValiditySeconds?: number | undefined;
 }
 
 export interface VerifyInput {
@@ -31,6 +33,8 @@ export interface VerifiedResponse {
   status: CertStatus;
   thisUpdate: Date;
   nextUpdate: Date;
+  /** nextUpdate was absent and is thisUpdate + policy.assumeValiditySeconds. */
+  nextUpdateAssumed?: boolean;
   producedAt: Date;
   signer: 'issuer' | 'delegate';
   /** SingleResponses in the response: HAProxy only accepts a staple with exactly one. */
@@ -81,11 +85,15 @@ function conclude(input: VerifyInput, basic: BasicResponse, signer: 'issuer' | '
   if (single.thisUpdate.getTime() > nowMs + policy.skewSeconds * 1000) {
     throw new StaplerError('OCSP_THIS_UPDATE_FUTURE', single.thisUpdate.toISOString());
   }
-  // RFC 9919 §3.2 requires nextUpdate for staples; without it there is no freshness window to serve in.
-  if (!single.nextUpdate) throw new StaplerError('OCSP_NEXT_UPDATE_MISSING');
+  // RFC 9919 §3.2 requires nextUpdate for staples; without it there is no freshness window to serve in,
+  // unless the operator opted into one (refresh.assumeValidity; RFC 6960 §4.2.2.1 "newer information is
+  // always available" says nothing of how long this one holds, so the window is a local choice).
+  const assume = policy.assumeValiditySeconds ?? 0;
+  if (!single.nextUpdate && !(assume > 0)) throw new StaplerError('OCSP_NEXT_UPDATE_MISSING');
+  const nextUpdate = single.nextUpdate ?? new Date(single.thisUpdate.getTime() + assume * 1000);
   // The same rule as serving: a response that could not be served now is not worth holding.
-  if (!isServable(single.nextUpdate, now, policy.marginSeconds)) {
-    throw new StaplerError('OCSP_EXPIRED', `nextUpdate ${single.nextUpdate.toISOString()}`);
+  if (!isServable(nextUpdate, now, policy.marginSeconds, single.thisUpdate)) {
+    throw new StaplerError('OCSP_EXPIRED', `nextUpdate ${nextUpdate.toISOString()}${single.nextUpdate ? '' : ' (assumed)'}`);
   }
   if (input.nonce && !(basic.nonce && bytesEqual(basic.nonce, input.nonce))) {
     throw new StaplerError('OCSP_NONCE_MISMATCH');
@@ -94,7 +102,8 @@ function conclude(input: VerifyInput, basic: BasicResponse, signer: 'issuer' | '
     der: input.der,
     status: single.status,
     thisUpdate: single.thisUpdate,
-    nextUpdate: single.nextUpdate,
+    nextUpdate,
+    ...(!single.nextUpdate && { nextUpdateAssumed: true }),
     producedAt: basic.producedAt,
     signer,
     singleCount: basic.responses.length,

@@ -62,7 +62,7 @@ export class StapleAnswers {
     const form = algOfKey(key);
     const nowMs = this.#o.clock.now().getTime();
     const s = form === 'sha1' ? e.staple : e.alt;
-    const until = s ? servableUntil(s.nextUpdateMs, this.#o.refresh.marginSeconds) : 0;
+    const until = s ? servableUntil(s.nextUpdateMs, this.#o.refresh.marginSeconds, s.thisUpdateMs) : 0;
     if (s && nowMs < until) {
       const due = this.#o.jobs.dueMs(e.record.name, form) ?? Infinity;
       return { kind: 'staple', staple: s, maxAgeSeconds: Math.max(0, Math.floor((Math.min(due, until) - nowMs) / 1000)) };

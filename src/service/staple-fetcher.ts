@@ -13,7 +13,7 @@ import { Staple } from './staple.js';
 export interface StapleFetcherOptions {
   clock: Clock;
   client: ResponderClient;
-  refresh: Pick<RefreshConfig, 'skewSeconds' | 'marginSeconds'>;
+  refresh: Pick<RefreshConfig, 'skewSeconds' | 'marginSeconds' | 'assumeValiditySeconds'>;
   /** Send a nonce upstream (off by default, RFC 9919 §2.1). */
   nonce: boolean;
   /** Told of every upstream fetch: responder URL, `ok` or the error code, seconds taken (metrics). */
@@ -45,7 +45,8 @@ export class StapleFetcher {
   /** Full verification; the signature is checked off the event loop (see verifySignatureAsync). */
   async verify(record: CertRecord, der: Uint8Array, nonce?: Uint8Array): Promise<Staple> {
     const now = this.#o.clock.now();
-    const policy = { skewSeconds: this.#o.refresh.skewSeconds, marginSeconds: this.#o.refresh.marginSeconds };
+    const { skewSeconds, marginSeconds, assumeValiditySeconds } = this.#o.refresh;
+    const policy = { skewSeconds, marginSeconds, assumeValiditySeconds };
     const v = await verifyOcspResponseAsync({ der, leaf: record.leaf, issuer: record.issuer, now, policy, nonce, memo: this.#memo });
     return new Staple(v, now);
   }

@@ -16,6 +16,8 @@ export class Staple {
   readonly singleCount: number;
   readonly thisUpdateMs: number;
   readonly nextUpdateMs: number;
+  /** The response has no nextUpdate; nextUpdate is thisUpdate + refresh.assumeValidity (never sent to HAProxy). */
+  readonly nextUpdateAssumed: boolean;
   readonly #producedAtMs: number;
   readonly #fetchedAtMs: number;
   #headers: { etag: string; lastModified: string; expires: string } | undefined;
@@ -29,6 +31,7 @@ export class Staple {
     this.singleCount = v.singleCount;
     this.thisUpdateMs = v.thisUpdate.getTime();
     this.nextUpdateMs = v.nextUpdate.getTime();
+    this.nextUpdateAssumed = v.nextUpdateAssumed === true;
     this.#producedAtMs = v.producedAt.getTime();
     this.#fetchedAtMs = fetchedAt.getTime();
     Object.freeze(this);
@@ -126,7 +129,7 @@ export function stateOf(e: Entry, now: Date, marginSeconds: number): EntryState 
 /** The held staple while it may be served; an `unknown` one never is (commits never hold one, this makes sure). */
 export function servableStaple(e: Entry, now: Date, marginSeconds: number): Staple | undefined {
   const s = e.staple;
-  return s && s.status.kind !== 'unknown' && isServable(s.nextUpdateMs, now, marginSeconds) ? s : undefined;
+  return s && s.status.kind !== 'unknown' && isServable(s.nextUpdateMs, now, marginSeconds, s.thisUpdateMs) ? s : undefined;
 }
 
 export interface CertificateView {

@@ -100,7 +100,7 @@ export function commitAlt(e: Entry, got: Staple | { error: unknown }, c: CommitC
  * moment, not an hour later.
  */
 export function retryDelayMs(e: Entry, nowMs: number, p: Pick<RefreshPolicy, 'marginSeconds'>, backoff: number): number {
-  const servableIn = e.staple ? servableUntil(e.staple.nextUpdateMs, p.marginSeconds) - nowMs : -1;
+  const servableIn = e.staple ? servableUntil(e.staple.nextUpdateMs, p.marginSeconds, e.staple.thisUpdateMs) - nowMs : -1;
   if (servableIn > 60_000) return Math.min(backoff, servableIn - 30_000);
   if (servableIn >= 0) return Math.min(backoff, servableIn + 1);
   return backoff;

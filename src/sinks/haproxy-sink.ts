@@ -4,7 +4,14 @@ import { StaplerError } from '../errors.js';
 import type { HaproxySinkConfig } from '../config/schema.js';
 import type { Staple } from '../service/staple.js';
 import type { CertRecord } from '../sources/certificates.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { filterAccepts, haproxyAcceptable, type StapleSink } from './sink.js';
+
+/**
+ * HAProxy's own rule, kept here rather than shared with serving (whose margin shrinks for short windows):
+ * every version refuses a response with less than 300 s to nextUpdate, and one without nextUpdate.
+ */
+const HAPROXY_MIN_REMAINING_MS = 300_000;
 
 /** Replies are small; a stats socket that talks for longer than this is not answering our command. */
 const MAX_REPLY = 256 * 1024;
@@ -59,7 +66,10 @@ export class HaproxySink implements StapleSink {
   readonly #c: HaproxySinkConfig;
   readonly #log: Logger;
 
-  constructor(c: HaproxySinkConfig, log: Logger) {
+  readonly #clock: Clock;
+
+  constructor(c: HaproxySinkConfig, log: Logger, clock: Clock = systemClock) {
+    this.#clock = clock;
     if (!c.socket) throw new RangeError('HaproxySink: socket is required');
     if (!(c.timeoutMs > 0) || !(c.checkIntervalMs > 0)) throw new RangeError('HaproxySink: timeoutMs and checkIntervalMs must be > 0');
     this.#c = c;
@@ -68,7 +78,8 @@ export class HaproxySink implements StapleSink {
   }
 
   accepts(r: CertRecord, s: Staple): boolean {
-    return filterAccepts(this.#c.certificates, r) && haproxyAcceptable(s);
+    const remaining = s.nextUpdateMs - this.#clock.now().getTime();
+    return filterAccepts(this.#c.certificates, r) && haproxyAcceptable(s) && !s.nextUpdateAssumed && remaining > HAPROXY_MIN_REMAINING_MS;
   }
 
   async push(r: CertRecord, s: Staple): Promise<void> {

@@ -80,7 +80,7 @@ export class HookRunner {
     for (const n of this.#warned.keys()) if (!names.has(n)) this.#warned.delete(n);
     for (const v of views) {
       if (!v.mustStaple || !v.ocspUrl || v.state === 'expired') continue;
-      const end = v.nextUpdate ? servableUntil(new Date(v.nextUpdate), this.#o.marginSeconds) : -Infinity;
+      const end = v.nextUpdate ? servableUntil(Date.parse(v.nextUpdate), this.#o.marginSeconds, v.thisUpdate ? Date.parse(v.thisUpdate) : undefined) : -Infinity;
       const servable = v.state === 'good' || v.state === 'revoked';
       if (servable && end - now > h.withinSeconds * 1000) continue;
       const key = v.thisUpdate ?? 'none';

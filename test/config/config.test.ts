@@ -89,6 +89,13 @@ directories:
     assert.equal(parseConfig({ adminToken: 'file' }, '<inline>', {}).adminToken, 'file');
   });
 
+  test('refresh.assumeValidity is off by default, parsed as a duration, and bounded to 1m..7d', () => {
+    assert.equal(parseConfig({}, '<inline>').refresh.assumeValiditySeconds, undefined);
+    assert.equal(parseConfig({ refresh: { assumeValidity: '12h' } }, '<inline>').refresh.assumeValiditySeconds, 43200);
+    throwsCode(() => parseConfig({ refresh: { assumeValidity: '30d' } }, '/x.yaml'), 'CONFIG_INVALID', 'refresh.assumeValidity');
+    throwsCode(() => parseConfig({ refresh: { assumeValidity: 'soon' } }, '/x.yaml'), 'CONFIG_INVALID', 'refresh.assumeValidity');
+  });
+
   test('durations', () => {
     assert.equal(seconds('250ms'), 0.25);
     assert.equal(seconds('5m'), 300);

@@ -166,3 +166,22 @@ describe('HTTP/1.0 as nginx speaks it', () => {
     assert.ok(split < 1024, 'headers stay small (nginx has one 16 KiB buffer for all of it)');
   });
 });
+
+describe('OCSP responder routes, a response without nextUpdate under refresh.assumeValidity', () => {
+  test('Expires is thisUpdate + the assumed validity and max-age is what the service computed from it', async () => {
+    const noNext = buildSuccessfulResponse({ responses: [{ certId: f.certId(f.good), status: { kind: 'good' }, thisUpdate }], signer: f.pki.ocspSigner, producedAt: f.now });
+    const assumed = new Staple(verifyOcspResponse({ der: noNext, leaf: f.good, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300, assumeValiditySeconds: 12 * 3600 } }), f.now);
+    const app = Fastify({ routerOptions: { maxParamLength: 8192 }, frameworkErrors: ocspFrameworkErrors('/ocsp') });
+    await app.register(ocspRoutes, { pathPrefix: '/ocsp', requestBodyBytes: 4096, cache: new RequestCache(100), answer: () => ({ kind: 'staple', staple: assumed, maxAgeSeconds: 21_600 }) });
+    try {
+      const r = await app.inject({ method: 'GET', url: `/ocsp/${enc(req())}` });
+      assert.equal(r.statusCode, 200);
+      assert.ok(r.rawPayload.equals(Buffer.from(noNext)));
+      assert.equal(r.headers.expires, new Date(thisUpdate.getTime() + 12 * 3600_000).toUTCString());
+      assert.equal(r.headers['last-modified'], thisUpdate.toUTCString());
+      assert.match(String(r.headers['cache-control']), /^max-age=21600,/);
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -104,7 +104,7 @@ test('rejects a response without nextUpdate', () => rejects(respond({ nextUpdate
 
 test('rejects nextUpdate in the past or inside the margin', () => {
   rejects(respond({ thisUpdate: new Date(f.now.getTime() - 120 * MIN), nextUpdate: new Date(f.now.getTime() - MIN) }), 'OCSP_EXPIRED');
-  rejects(respond({ nextUpdate: new Date(f.now.getTime() + 4 * MIN) }), 'OCSP_EXPIRED');
+  rejects(respond({ thisUpdate: new Date(f.now.getTime() - 60 * MIN), nextUpdate: new Date(f.now.getTime() + 4 * MIN) }), 'OCSP_EXPIRED'); // a 64-minute window: the full 5-minute margin
 });
 
 test('requires the nonce it sent to come back', () => {
@@ -148,4 +148,21 @@ test('a memoised delegate is still checked for time validity on every call', () 
   // Re-signed with a window around `later`, the expired delegate must be refused by the memo path too.
   const fresh = respond({ thisUpdate: new Date(later.getTime() - MIN), nextUpdate: new Date(later.getTime() + 60 * MIN) });
   rejects(fresh, 'OCSP_SIGNER_EXPIRED', { memo, now: later });
+});
+
+test('a response valid for only 4 minutes verifies: the margin shrinks to a tenth of its window', () => {
+  const thisUpdate = new Date(f.now.getTime() - 30_000);
+  const v = verify(respond({ thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + 4 * MIN) }));
+  assert.equal(v.nextUpdate.getTime(), thisUpdate.getTime() + 4 * MIN);
+  rejects(respond({ thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + 4 * MIN) }), 'OCSP_EXPIRED', { now: new Date(thisUpdate.getTime() + 4 * MIN - 20_000) });
+});
+
+test('without nextUpdate: refused by default, valid for refresh.assumeValidity when set', () => {
+  const der = respond({ nextUpdate: null });
+  rejects(der, 'OCSP_NEXT_UPDATE_MISSING');
+  const v = verifyOcspResponse({ der, leaf: f.good, issuer: f.issuer, now: f.now, policy: { ...policy, assumeValiditySeconds: 12 * 3600 } });
+  assert.equal(v.nextUpdate.getTime(), f.now.getTime() - MIN + 12 * 3600_000);
+  assert.equal(v.nextUpdateAssumed, true);
+  assert.equal(verify(respond()).nextUpdateAssumed, undefined, 'a real nextUpdate is not assumed');
+  assert.throws(() => verifyOcspResponse({ der, leaf: f.good, issuer: f.issuer, now: new Date(f.now.getTime() + 12 * 3600_000), policy: { ...policy, assumeValiditySeconds: 12 * 3600 } }), (e: unknown) => isStaplerError(e) && e.code === 'OCSP_EXPIRED');
 });

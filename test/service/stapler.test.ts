@@ -35,14 +35,14 @@ interface Rig {
   records: Record<'good' | 'revoked' | 'mustStaple' | 'quiet', CertRecord>;
 }
 
-function rig(o: { store?: StapleStore; url?: string; coordinator?: FetchCoordinator } = {}): Rig {
+function rig(o: { store?: StapleStore; url?: string; coordinator?: FetchCoordinator; refresh?: Partial<typeof refresh> } = {}): Rig {
   const url = o.url ?? responder.url;
   const rec = (name: string, leaf = f.good, u: string | null = url): CertRecord => ({ name, source: `${name}.pem`, leaf, issuer: f.issuer, url: u ?? undefined });
   const records = { good: rec('good'), revoked: rec('revoked', f.revoked), mustStaple: rec('mustStaple', f.mustStaple), quiet: rec('quiet', f.good, null) };
   const log = captureLog();
   const store = o.store ?? new MemoryStapleStore({ maxEntries: 100, maxBytes: 1 << 20 });
   const client = new HttpResponderClient({ timeoutMs: 1000, maxResponseBytes: 65536, perHostConcurrency: 4, userAgent: 'test' });
-  const stapler = new Stapler({ clock, client, store, log: log.log, refresh, concurrency: 4, nonce: false, rand: () => 0, ...(o.coordinator && { coordinator: o.coordinator }) });
+  const stapler = new Stapler({ clock, client, store, log: log.log, refresh: { ...refresh, ...o.refresh }, concurrency: 4, nonce: false, rand: () => 0, ...(o.coordinator && { coordinator: o.coordinator }) });
   return { stapler, log, store, records };
 }
 
@@ -407,6 +407,50 @@ describe('Stapler', () => {
       responder.setFault(null);
       responder.setStatus(f.good.serialHex, { kind: 'good' });
       await r.stapler.stop();
+    }
+  });
+
+  test('a response valid for 4 minutes is served (the margin is a tenth of its window) and refreshed in time', async () => {
+    const short = await startResponder({ issuer: f.pki.issuer, signer: f.pki.ocspSigner, statuses: demoStatuses(f.pki, f.now), now: () => clock.now(), validitySeconds: 240 });
+    const r = rig({ url: short.url });
+    try {
+      await started(r, ['good']);
+      const v = r.stapler.get('good')!;
+      assert.equal(v.state, 'good');
+      assert.equal(Date.parse(v.nextUpdate!) - Date.parse(v.thisUpdate!), 240_000);
+      const a = r.stapler.answer(key());
+      assert.equal(a.kind, 'staple', 'served on the OCSP routes');
+      const servableFor = Date.parse(v.nextUpdate!) - 24_000 - clock.now().getTime();
+      assert.ok(a.kind === 'staple' && a.maxAgeSeconds > 0 && a.maxAgeSeconds * 1000 <= servableFor, String(a.kind === 'staple' && a.maxAgeSeconds));
+      assert.ok(Date.parse(v.nextRefresh!) < Date.parse(v.nextUpdate!) - 24_000, 'refreshed before it stops being servable');
+    } finally {
+      await r.stapler.stop();
+      await short.close();
+    }
+  });
+
+  test('without nextUpdate: refused by default; with refresh.assumeValidity served for that long, Expires and max-age following', async () => {
+    responder.setFault({ kind: 'no-next-update' });
+    const off = rig();
+    const on = rig({ refresh: { assumeValiditySeconds: 12 * 3600 } });
+    try {
+      await started(off, ['good']);
+      assert.equal(stateOf(off, 'good'), 'failing');
+      assert.equal(off.stapler.get('good')!.lastError?.code, 'OCSP_NEXT_UPDATE_MISSING');
+      await started(on, ['good']);
+      const v = on.stapler.get('good')!;
+      assert.equal(v.state, 'good');
+      assert.equal(Date.parse(v.nextUpdate!) - Date.parse(v.thisUpdate!), 12 * 3600_000);
+      const a = on.stapler.answer(key());
+      assert.ok(a.kind === 'staple');
+      assert.equal(a.staple.nextUpdateAssumed, true);
+      assert.equal(a.staple.expires, new Date(Date.parse(v.thisUpdate!) + 12 * 3600_000).toUTCString(), 'Expires is the assumed end');
+      assert.equal(a.maxAgeSeconds, Math.floor((Date.parse(v.nextRefresh!) - clock.now().getTime()) / 1000), 'max-age runs to the refresh inside the assumed window');
+      assert.ok(a.maxAgeSeconds > 3 * 3600, 'a window of hours, not zero');
+    } finally {
+      responder.setFault(null);
+      await off.stapler.stop();
+      await on.stapler.stop();
     }
   });
 });

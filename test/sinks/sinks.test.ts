@@ -97,6 +97,18 @@ async function fakeHaproxy(answer: (cmd: string) => string): Promise<{ server: S
 }
 
 describe('HaproxySink', () => {
+  test('keeps HAProxy\'s own rule: nothing with 300 s or less to nextUpdate, nothing without nextUpdate', () => {
+    const at = (ms: number) => ({ now: () => new Date(ms), setTimer: () => ({ cancel() {} }) });
+    const s = stapleFor();
+    const sinkAt = (ms: number) => new HaproxySink({ socket: '/nonexistent', timeoutMs: 1000, checkIntervalMs: 60_000 }, captureLog().log, at(ms));
+    assert.equal(sinkAt(s.nextUpdateMs - 301_000).accepts(rec('www'), s), true);
+    assert.equal(sinkAt(s.nextUpdateMs - 300_000).accepts(rec('www'), s), false, 'HAProxy refuses within 300 s');
+    const der = buildSuccessfulResponse({ responses: [{ certId: f.certId(f.good), status: { kind: 'good' }, thisUpdate: new Date(f.now.getTime() - 60_000) }], signer: f.pki.ocspSigner, producedAt: f.now });
+    const assumed = new Staple(verifyOcspResponse({ der, leaf: f.good, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300, assumeValiditySeconds: 43200 } }), f.now);
+    assert.equal(assumed.nextUpdateAssumed, true);
+    assert.equal(sinkAt(f.now.getTime()).accepts(rec('www'), assumed), false, 'HAProxy refuses a response without nextUpdate');
+  });
+
   test('pushes base64 DER and succeeds only on "OCSP Response updated!"', async () => {
     let reply = 'OCSP Response updated!\n\n';
     const h = await fakeHaproxy(() => reply);
