@@ -38,6 +38,8 @@ export const ERRORS = {
   OCSP_SIGNER_NO_EKU: { message: 'delegated signer lacks id-kp-OCSPSigning', http: 502 },
   OCSP_SIGNER_EXPIRED: { message: 'delegated signer certificate is not valid now', http: 502 },
   OCSP_CERTID_MISMATCH: { message: 'no SingleResponse for this certificate', http: 502 },
+  OCSP_CERTID_AMBIGUOUS: { message: 'SingleResponses for this certificate disagree', http: 502 },
+  OCSP_CRITICAL_EXTENSION: { message: 'unknown critical extension', http: 502 },
   OCSP_THIS_UPDATE_FUTURE: { message: 'thisUpdate is in the future', http: 502 },
   OCSP_NEXT_UPDATE_MISSING: { message: 'nextUpdate is missing', http: 502 },
   OCSP_EXPIRED: { message: 'nextUpdate is past or within the safety margin', http: 502 },

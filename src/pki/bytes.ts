@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 
-export type HashName = 'sha1' | 'sha256';
+/** CertID hash algorithms (RFC 6960 §4.1.1 lets the requester choose; SHA-1 and SHA-256 are what clients send). */
+export type HashName = 'sha1' | 'sha256' | 'sha384' | 'sha512';
 
 export function hash(alg: HashName, data: Uint8Array): Uint8Array {
   return new Uint8Array(createHash(alg).update(data).digest());

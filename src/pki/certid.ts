@@ -44,20 +44,24 @@ export function computeCertId(leafDer: Uint8Array, issuerDer: Uint8Array, alg: H
 /**
  * Map key for a CertID: a 138-bit digest of the CertID's content octets (name hash, key hash, serial as
  * encoded, which is what clients copy from the certificate) with the hash algorithm in the first character
- * ('A' SHA-1, 'B' SHA-256), 24 characters of base64. Two per certificate are held for its whole life, so
- * the key is short (not the ~170 characters of the hex fields) and one flat string (not a concatenation).
+ * ('A' SHA-1, 'B' SHA-256, 'C' SHA-384, 'D' SHA-512), 24 characters of base64. Two per certificate are held
+ * for its whole life, so the key is short (not the ~170 characters of the hex fields) and one flat string.
  * The digest is far beyond accidental collision, and a staple found by a crafted collision would still
  * carry the other certificate's CertID, which the client checks (RFC 6960 §4.2.2.3).
  */
 export function certIdKey(id: CertId): string {
   const d = createHash('sha256').update(id.issuerNameHash).update(id.issuerKeyHash).update(id.serialNumber).digest();
   // The top six bits of the first byte become the first base64 character.
-  d[0] = (id.hashAlgorithm === 'sha1' ? 0 : 4) | (d[0]! & 3);
+  d[0] = (KEY_PREFIX[id.hashAlgorithm] << 2) | (d[0]! & 3);
   return d.toString('base64', 0, 18);
 }
 
-/** The hash algorithm a certIdKey was made for. */
-export function algOfKey(key: string): HashName {
+const KEY_PREFIX: Record<HashName, number> = { sha1: 0, sha256: 1, sha384: 2, sha512: 3 };
+/**
+ * The form a certIdKey of an indexed staple was made for. Staples are held in the SHA-1 and SHA-256 forms
+ * only, so a key found in the index is one of those; SHA-384/SHA-512 keys ('C', 'D') are never indexed.
+ */
+export function algOfKey(key: string): 'sha1' | 'sha256' {
   return key.charCodeAt(0) === 0x41 ? 'sha1' : 'sha256';
 }
 

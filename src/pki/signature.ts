@@ -1,6 +1,6 @@
 import { constants, verify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import { StaplerError } from '../errors.js';
-import { children, ctx, expect, oid, readRoot, readTlv, smallInt, TAG, whole, type Tlv } from './der.js';
+import { children, ctx, DerError, expect, Fields, nullValue, oid, readRoot, readTlv, smallInt, TAG, whole, type Tlv } from './der.js';
 
 type VerifyKeyWithOptions = VerifyKeyObjectInput & { key: KeyObject };
 
@@ -29,12 +29,30 @@ export interface SignatureAlgorithm {
   oid: string;
   /** DER of the AlgorithmIdentifier parameters, when present (only RSASSA-PSS needs them). */
   paramsDer?: Uint8Array | undefined;
+  /** The parameters were an explicit NULL (rather than absent). */
+  nullParams?: boolean;
 }
 
-/** An AlgorithmIdentifier (RFC 5280 §4.1.1.2) read from DER. */
+/** An AlgorithmIdentifier (RFC 5280 §4.1.1.2) read from DER: the OID and at most one parameters element. */
 export function algorithm(b: Uint8Array, t: Tlv | undefined): SignatureAlgorithm {
-  const [o, params] = children(b, expect(t, TAG.SEQUENCE, 'AlgorithmIdentifier'));
-  return { oid: oid(b, o!), paramsDer: params && params.tag !== TAG.NULL ? whole(b, params) : undefined };
+  const f = new Fields(b, expect(t, TAG.SEQUENCE, 'AlgorithmIdentifier'), 'AlgorithmIdentifier');
+  const id = oid(b, f.take(TAG.OID, 'algorithm'));
+  const params = f.maybeAny();
+  f.end();
+  if (params?.tag === TAG.NULL) nullValue(params, 'parameters');
+  return { oid: id, paramsDer: params && params.tag !== TAG.NULL ? whole(b, params) : undefined, nullParams: params?.tag === TAG.NULL };
+}
+
+/**
+ * The parameters an OCSP response's signatureAlgorithm may carry, which the signature does not cover:
+ * none for ECDSA (RFC 5758 §3.2) and EdDSA (RFC 8410 §3), NULL or none for PKCS #1 v1.5 (RFC 4055 §5 says
+ * NULL and that absent must be accepted), RSASSA-PSS-params for PSS. Anything else would be unsigned bytes
+ * served to clients.
+ */
+export function checkParameters(alg: SignatureAlgorithm): void {
+  const pkcs1 = alg.oid.startsWith('1.2.840.113549.1.1.');
+  const ok = alg.oid === RSA_PSS ? alg.paramsDer !== undefined : pkcs1 ? alg.paramsDer === undefined : alg.paramsDer === undefined && !alg.nullParams;
+  if (!ok) throw new DerError(`signatureAlgorithm ${alg.oid} with parameters it does not take`);
 }
 
 /** How node:crypto verifies this algorithm: the digest (null when the key decides) and the key options. */
