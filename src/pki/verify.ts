@@ -3,7 +3,8 @@ import { StaplerError } from '../errors.js';
 import { bytesEqual } from './bytes.js';
 import { isIssuedBy, isTimeValid, parseCertificate, publicKeyOf, type CertInfo } from './certificate.js';
 import { certIdEqual, certIdOf } from './certid.js';
-import { keyIdOf, parseOcspResponse, type BasicResponse, type CertStatus, type ResponderId } from './response.js';
+import { namesMatch } from './names.js';
+import { keyIdOf, parseOcspResponse, type BasicResponse, type CertStatus, type ResponderId, type SingleResult } from './response.js';
 import { verifySignature, verifySignatureAsync } from './signature.js';
 import { isServable } from './freshness.js';
 
@@ -51,7 +52,10 @@ export type SignerMemo = Map<string, { key: KeyObject; cert: CertInfo }>;
 /**
  * Full verification of an OCSP response for one certificate (RFC 6960 §3.2, §4.2.2.2), written out because
  * pkijs' BasicOCSPResponse.verify() fails without an embedded certificate and ignores the delegate's EKU.
- * Order: parse and status, responder authority, signature, CertID, times, nonce. Throws StaplerError.
+ * Order: the leaf names the issuer, strict parse and status, responder authority, signature, CertID (one
+ * unambiguous answer), times, nonce. Pure: bytes, certificates and `now` in. Throws StaplerError.
+ * It relies on the caller having proven at load that `issuer` signed `leaf` (isIssuedBy): it checks the
+ * names again here but not that signature, which compact leaves no longer carry.
  */
 export function verifyOcspResponse(input: VerifyInput): VerifiedResponse {
   const { basic, signer } = authority(input);
@@ -72,15 +76,39 @@ export async function verifyOcspResponseAsync(input: VerifyInput): Promise<Verif
 
 /** Parse and status, then who signed it and whether they may (before the signature is checked). */
 function authority(input: VerifyInput): { basic: BasicResponse; signer: { kind: 'issuer' | 'delegate'; key: KeyObject } } {
+  // The caller proved issuance by signature when it loaded the pair (isIssuedBy); compact leaves no longer
+  // carry a signature to re-check, so what is checked here is the cheap part that would catch a mix-up of
+  // records: the leaf names this issuer (RFC 5280 §7.1 matching, byte-equal in every real chain).
+  if (!namesMatch(input.leaf.issuerNameDer, input.issuer.subjectNameDer)) throw new StaplerError('ISSUER_MISMATCH', `issuer of ${input.leaf.subject} is not ${input.issuer.subject}`);
   const basic = parseOcspResponse(input.der);
   return { basic, signer: findSigner(basic, input.issuer, input.now, input.memo) };
+}
+
+/**
+ * The SingleResponse about `leaf`. A response may answer for it more than once (SHA-1 and SHA-256 CertIDs,
+ * or a CA bug); answers that disagree on status or window are ambiguous, never read as the first one.
+ */
+function singleFor(basic: BasicResponse, leaf: CertInfo, issuer: CertInfo): SingleResult {
+  let found: SingleResult | undefined;
+  for (const r of basic.responses) {
+    if (!r.certId || !certIdEqual(r.certId, certIdOf(leaf, issuer, r.certId.hashAlgorithm))) continue;
+    if (found && !sameAnswer(found, r)) throw new StaplerError('OCSP_CERTID_AMBIGUOUS', `serial ${leaf.serialHex}`);
+    found ??= r;
+  }
+  if (!found) throw new StaplerError('OCSP_CERTID_MISMATCH', `serial ${leaf.serialHex}`);
+  return found;
+}
+
+function sameAnswer(a: SingleResult, b: SingleResult): boolean {
+  const t = (d: Date | undefined) => d?.getTime();
+  const s = (r: SingleResult) => (r.status.kind === 'revoked' ? `revoked:${r.status.at.getTime()}:${r.status.reason ?? ''}` : r.status.kind);
+  return s(a) === s(b) && t(a.thisUpdate) === t(b.thisUpdate) && t(a.nextUpdate) === t(b.nextUpdate);
 }
 
 /** After the signature: the CertID, the time window and the nonce. */
 function conclude(input: VerifyInput, basic: BasicResponse, signer: 'issuer' | 'delegate'): VerifiedResponse {
   const { leaf, issuer, now, policy } = input;
-  const single = basic.responses.find((r) => r.certId && certIdEqual(r.certId, certIdOf(leaf, issuer, r.certId.hashAlgorithm)));
-  if (!single) throw new StaplerError('OCSP_CERTID_MISMATCH', `serial ${leaf.serialHex}`);
+  const single = singleFor(basic, leaf, issuer);
   const nowMs = now.getTime();
   if (single.thisUpdate.getTime() > nowMs + policy.skewSeconds * 1000) {
     throw new StaplerError('OCSP_THIS_UPDATE_FUTURE', single.thisUpdate.toISOString());
@@ -113,7 +141,7 @@ function conclude(input: VerifyInput, basic: BasicResponse, signer: 'issuer' | '
 const keyIds = new WeakMap<CertInfo, Uint8Array>();
 
 function matchesResponderId(id: ResponderId, cert: CertInfo): boolean {
-  if (id.kind !== 'key') return bytesEqual(id.der, cert.subjectNameDer);
+  if (id.kind !== 'key') return namesMatch(id.der, cert.subjectNameDer);
   // The issuer's (or delegate's) key ID is compared with every response it signs: hashed once per certificate.
   let kid = keyIds.get(cert);
   if (!kid) keyIds.set(cert, (kid = keyIdOf(cert.publicKeyBits)));

@@ -42,12 +42,12 @@ test('reads every certificate of a PEM bundle and ignores private keys', () => {
   assert.throws(() => parseCertificate(new Uint8Array([0x30, 0x03, 1, 2, 3])), (e: unknown) => isStaplerError(e) && e.code === 'CERT_PARSE');
 });
 
-test('computes the same CertIDs (SHA-1 and SHA-256) as openssl does', () => {
+test('computes the same CertIDs (SHA-1, SHA-256, SHA-384, SHA-512) as openssl does', () => {
   const dir = mkdtempSync(join(tmpdir(), 'staplerd-certid-'));
   try {
     writeFileSync(join(dir, 'issuer.pem'), f.pki.issuer.pem);
     writeFileSync(join(dir, 'leaf.pem'), f.pki.leaves.good.pem);
-    for (const alg of ['sha1', 'sha256'] as const) {
+    for (const alg of ['sha1', 'sha256', 'sha384', 'sha512'] as const) {
       const out = join(dir, `${alg}.der`);
       execFileSync('openssl', ['ocsp', `-${alg}`, '-issuer', join(dir, 'issuer.pem'), '-cert', join(dir, 'leaf.pem'), '-no_nonce', '-reqout', out], { stdio: 'pipe' });
       const req = parseOcspRequest(new Uint8Array(readFileSync(out)));
