@@ -1,7 +1,7 @@
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { StaplerError } from '../errors.js';
 import { bytesEqual, hash, toHex } from './bytes.js';
-import { bitString, children, content, ctx, expect, oid, readRoot, readTlv, time, TAG, whole, type Tlv } from './der.js';
+import { bitString, children, content, ctx, expect, Fields, integerContent, oid, readRoot, readTlv, time, TAG, whole, type Tlv } from './der.js';
 import { OID } from './oids.js';
 import { algorithm, verifySignature } from './signature.js';
 
@@ -38,39 +38,66 @@ export interface CertInfo {
 
 interface Parts {
   tbs: Tlv;
-  fields: Tlv[];
-  alg: Tlv | undefined;
-  sig: Tlv | undefined;
+  alg: Tlv;
+  sig: Tlv;
+  serial: Tlv;
+  issuer: Tlv;
+  validity: Tlv;
+  subject: Tlv;
+  spki: Tlv;
+  extensions: Tlv | undefined;
 }
 
+/**
+ * Certificate and TBSCertificate (RFC 5280 §4.1) field by field, in order, nothing after the last field:
+ * certificate files are as hostile as OCSP responses. Only the structure is enforced here, not every
+ * extension's contents (those are signed, and OpenSSL reads them for nginx and HAProxy anyway).
+ */
 function parts(der: Uint8Array): Parts {
-  const [tbs, alg, sig] = children(der, expect(readRoot(der), TAG.SEQUENCE, 'Certificate'));
-  const fields = children(der, expect(tbs, TAG.SEQUENCE, 'TBSCertificate'));
-  if (fields[0]?.tag === ctx(0)) fields.shift(); // version [0] EXPLICIT
-  return { tbs: tbs!, fields, alg, sig };
+  const cert = new Fields(der, expect(readRoot(der), TAG.SEQUENCE, 'Certificate'), 'Certificate');
+  const tbs = cert.take(TAG.SEQUENCE, 'tbsCertificate');
+  const alg = cert.take(TAG.SEQUENCE, 'signatureAlgorithm');
+  const sig = cert.take(TAG.BIT_STRING, 'signatureValue');
+  cert.end();
+  const f = new Fields(der, tbs, 'TBSCertificate');
+  f.maybe(ctx(0)); // version [0] EXPLICIT
+  const serial = f.take(TAG.INTEGER, 'serialNumber');
+  f.take(TAG.SEQUENCE, 'signature');
+  const issuer = f.take(TAG.SEQUENCE, 'issuer');
+  const validity = f.take(TAG.SEQUENCE, 'validity');
+  const subject = f.take(TAG.SEQUENCE, 'subject');
+  const spki = f.take(TAG.SEQUENCE, 'subjectPublicKeyInfo');
+  f.maybe(ctx(1, false)); // issuerUniqueID
+  f.maybe(ctx(2, false)); // subjectUniqueID
+  const extensions = f.maybe(ctx(3));
+  f.end();
+  return { tbs, alg, sig, serial, issuer, validity, subject, spki, extensions };
 }
 
 export function parseCertificate(input: Uint8Array, source = 'certificate'): CertInfo {
   const der = input.slice(); // own copy: the input may be a view into a larger buffer
   try {
-    const { fields } = parts(der);
-    const [serial, , issuer, validity, subject, spki, ...rest] = fields;
-    const [nb, na] = children(der, expect(validity, TAG.SEQUENCE, 'Validity'));
-    const [, pk] = children(der, expect(spki, TAG.SEQUENCE, 'SubjectPublicKeyInfo'));
-    const exts = extensionsOf(der, rest.find((t) => t.tag === ctx(3)));
-    const serialNumber = content(der, expect(serial, TAG.INTEGER, 'serialNumber'));
-    const notAfter = time(der, na!);
+    const { serial, issuer, validity, subject, spki, extensions } = parts(der);
+    const v = new Fields(der, validity, 'Validity');
+    const nb = v.any('notBefore');
+    const na = v.any('notAfter');
+    v.end();
+    const [, pk] = children(der, spki);
+    const exts = extensionsOf(der, extensions);
+    // A padded serial is refused by OpenSSL too (c2i_ibuf "illegal padding"): nginx could not load it either.
+    const serialNumber = integerContent(der, serial);
+    const notAfter = time(der, na);
     return {
       der,
       fingerprint: toHex(hash('sha256', der)),
       serialNumber,
       serialHex: toHex(serialNumber),
-      subject: nameToString(der, expect(subject, TAG.SEQUENCE, 'subject')),
-      issuerNameDer: whole(der, expect(issuer, TAG.SEQUENCE, 'issuer')),
-      subjectNameDer: whole(der, subject!),
-      spkiDer: whole(der, spki!),
+      subject: nameToString(der, subject),
+      issuerNameDer: whole(der, issuer),
+      subjectNameDer: whole(der, subject),
+      spkiDer: whole(der, spki),
       publicKeyBits: bitString(der, pk!),
-      notBefore: time(der, nb!),
+      notBefore: time(der, nb),
       notAfter,
       notAfterMs: notAfter.getTime(),
       ocspUrls: ocspUrlsOf(der, exts.get(OID.aia)),
@@ -244,7 +271,7 @@ export function isIssuedBy(leaf: CertInfo, issuer: CertInfo): boolean {
   if (!bytesEqual(leaf.issuerNameDer, issuer.subjectNameDer) && !new X509Certificate(leaf.der).checkIssued(new X509Certificate(issuer.der))) return false;
   const { tbs, alg, sig } = parts(leaf.der);
   try {
-    return verifySignature(algorithm(leaf.der, alg), whole(leaf.der, tbs), bitString(leaf.der, sig!), publicKeyOf(issuer));
+    return verifySignature(algorithm(leaf.der, alg), whole(leaf.der, tbs), bitString(leaf.der, sig), publicKeyOf(issuer));
   } catch {
     return false; // an algorithm we cannot check: not proven
   }

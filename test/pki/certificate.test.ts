@@ -94,3 +94,21 @@ test('a compacted leaf keeps its CertIDs and identity but not its DER', () => {
   for (const alg of ['sha1', 'sha256'] as const) assert.equal(certIdKey(certIdOf(c, f.issuer, alg)), certIdKey(certIdOf(f.good, f.issuer, alg)));
   assert.notEqual(c.serialNumber.buffer, f.good.der.buffer, 'the serial is copied out, so the DER can be freed');
 });
+
+test('refuses certificates that are not DER field by field: an appended element, a padded serial, BER lengths', async () => {
+  const { decode, encode, longFormOuterLength } = await import('./der-edit.js');
+  const cert = f.pki.leaves.good.der;
+  const bad = (n: ReturnType<typeof decode>) => assert.throws(() => parseCertificate(encode(n)), (e: unknown) => isStaplerError(e) && e.code === 'CERT_PARSE');
+  const appended = decode(cert);
+  appended.kids!.push({ tag: 0x05, bytes: new Uint8Array(0) });
+  bad(appended);
+  const inTbs = decode(cert);
+  inTbs.kids![0]!.kids!.push({ tag: 0x05, bytes: new Uint8Array(0) });
+  bad(inTbs);
+  const padded = decode(cert);
+  const serial = padded.kids![0]!.kids![1]!;
+  serial.bytes = Uint8Array.from([0, ...serial.bytes!]);
+  bad(padded);
+  assert.throws(() => parseCertificate(longFormOuterLength(cert)), (e: unknown) => isStaplerError(e) && e.code === 'CERT_PARSE');
+  assert.equal(parseCertificate(encode(decode(cert))).fingerprint, f.good.fingerprint);
+});
