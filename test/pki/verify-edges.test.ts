@@ -6,6 +6,7 @@ import type { IssuedCert } from '../../src/demo/ca.js';
 import { parseCertificate } from '../../src/pki/certificate.js';
 import { encodeOid, TAG, tlv, seq } from '../../src/pki/der.js';
 import { namesMatch } from '../../src/pki/names.js';
+import { certIdKey } from '../../src/pki/certid.js';
 import { buildOcspRequest, parseOcspRequest } from '../../src/pki/request.js';
 import { verifyOcspResponse } from '../../src/pki/verify.js';
 import { isStaplerError, type ErrorCode } from '../../src/errors.js';
@@ -66,6 +67,9 @@ test('accepts SHA-384 and SHA-512 CertIDs in responses and requests', () => {
     const req = parseOcspRequest(buildOcspRequest([f.certId(f.good, alg)]));
     assert.equal(req.certIds[0]?.hashAlgorithm, alg);
   }
+  // Map keys keep the forms apart: a SHA-384 request never finds a staple held in another form.
+  const keys = (['sha1', 'sha256', 'sha384', 'sha512'] as const).map((a) => certIdKey(f.certId(f.good, a))[0]);
+  assert.deepEqual(keys, ['A', 'B', 'C', 'D']);
 });
 
 test('matches a byName responder ID written in another string type, case and spacing (RFC 5280 §7.1)', () => {
