@@ -1,7 +1,8 @@
-import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { StaplerError } from '../errors.js';
 import { bytesEqual, hash, toHex } from './bytes.js';
 import { bitString, children, content, ctx, expect, Fields, integerContent, oid, readRoot, readTlv, time, TAG, whole, type Tlv } from './der.js';
+import { namesMatch } from './names.js';
 import { OID } from './oids.js';
 import { algorithm, verifySignature } from './signature.js';
 
@@ -264,11 +265,12 @@ export function publicKeyOf(c: CertInfo): KeyObject {
 
 /**
  * True when `issuer`'s subject is `leaf`'s issuer and `issuer`'s key signed `leaf` (RFC 5280 §6.1.3).
- * Names are compared as encoded (what CAs do in practice); if the encodings differ, node's X.509 name
- * matching decides instead of a plain mismatch.
+ * Names are compared as RFC 5280 §7.1 says (names.ts): byte-equal in practice, otherwise after RFC 4518
+ * preparation. (This used node's X509Certificate.checkIssued, which throws a non-StaplerError on a
+ * certificate OpenSSL cannot read, e.g. a delegate in a hostile response with a bad UTF8String.)
  */
 export function isIssuedBy(leaf: CertInfo, issuer: CertInfo): boolean {
-  if (!bytesEqual(leaf.issuerNameDer, issuer.subjectNameDer) && !new X509Certificate(leaf.der).checkIssued(new X509Certificate(issuer.der))) return false;
+  if (!namesMatch(leaf.issuerNameDer, issuer.subjectNameDer)) return false;
   const { tbs, alg, sig } = parts(leaf.der);
   try {
     return verifySignature(algorithm(leaf.der, alg), whole(leaf.der, tbs), bitString(leaf.der, sig), publicKeyOf(issuer));

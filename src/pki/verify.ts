@@ -175,11 +175,20 @@ function findSigner(
     if (!isIssuedBy(cert, issuer)) throw new StaplerError('OCSP_SIGNER_UNAUTHORIZED', cert.subject);
     if (!cert.ekuOcspSigning) throw new StaplerError('OCSP_SIGNER_NO_EKU', cert.subject);
     if (!isTimeValid(cert, now)) throw new StaplerError('OCSP_SIGNER_EXPIRED', cert.subject);
-    const key = publicKeyOf(cert);
+    const key = delegateKey(cert);
     memo?.set(memoKey, { key, cert });
     return { kind: 'delegate', key };
   }
   throw new StaplerError(candidate ? 'OCSP_SIGNER_UNAUTHORIZED' : 'OCSP_SIGNER_NOT_FOUND');
+}
+
+/** The delegate's key; one node cannot load is the CA's odd certificate, not a reason to throw a TypeError. */
+function delegateKey(cert: CertInfo): KeyObject {
+  try {
+    return publicKeyOf(cert);
+  } catch (cause) {
+    throw new StaplerError('OCSP_SIGNER_UNAUTHORIZED', `${cert.subject}: unusable public key`, { cause });
+  }
 }
 
 function issuerKey(issuer: CertInfo, memo: SignerMemo | undefined): KeyObject {
