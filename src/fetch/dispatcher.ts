@@ -1,0 +1,124 @@
+import type net from 'node:net';
+import { Agent, buildConnector, EnvHttpProxyAgent, Pool, ProxyAgent, type Dispatcher } from 'undici';
+import { StaplerError } from '../errors.js';
+
+/**
+ * The undici dispatcher every upstream fetch goes through: a pool per responder origin, directly or
+ * through an HTTP proxy (issue 13 item 5), with the bounds staplerd needs on hostile responders that
+ * undici does not have by itself (issue 12 item 11).
+ */
+
+export type ProxyOptions =
+  /** `fetch.proxy`: absolute-form requests for http: responders, CONNECT tunnels for https: ones. */
+  | { kind: 'url'; url: string; /** `user:password`, e.g. read from fetch.proxyAuthFile; else the URL's userinfo. */ auth?: string | undefined }
+  /** fetch.proxy unset: http_proxy / https_proxy / no_proxy (and upper-case forms) from this environment. */
+  | { kind: 'env'; env: NodeJS.ProcessEnv }
+  | { kind: 'none' };
+
+export interface DispatcherOptions {
+  /** Connections (and idle kept-alive connections) per origin. */
+  connectionsPerOrigin: number;
+  /** Connect (TCP and TLS) timeout; the whole exchange has its own deadline on top. */
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxHeaderBytes: number;
+  maxResponseBytes: number;
+  proxy: ProxyOptions;
+}
+
+/**
+ * Bytes a connection may read for one response, framing included: the body cap four times over (chunked
+ * framing of a real OCSP body is far below that) plus room for heads. undici bounds the body and each head,
+ * not what lies between: chunk extensions (any length), an endless chunk-size line. Without this a hostile
+ * responder kept a core busy until the fetch timeout.
+ */
+export function wireBudgetOf(o: Pick<DispatcherOptions, 'maxHeaderBytes' | 'maxResponseBytes'>): number {
+  return o.maxResponseBytes * 4 + o.maxHeaderBytes * 4;
+}
+
+type Connector = buildConnector.connector;
+
+/**
+ * Wraps a connector so that each socket is destroyed (FETCH_TOO_LARGE) once it has read more than `budget`
+ * bytes since the last request written on it. The 'readable' listener only looks at bytesRead: undici reads
+ * the socket itself, and a second 'readable' listener does not take bytes from it.
+ */
+export function budgeted(connect: Connector, budget: number): Connector {
+  return (opts, callback) =>
+    connect(opts, (err, socket) => {
+      if (err || !socket) return callback(err, null);
+      const s = socket as net.Socket;
+      let mark = s.bytesRead;
+      const write = s.write;
+      s.write = function (this: net.Socket, ...args: unknown[]) {
+        mark = s.bytesRead;
+        return (write as (...a: unknown[]) => boolean).apply(this, args);
+      } as typeof s.write;
+      s.on('readable', () => {
+        if (s.bytesRead - mark > budget) s.destroy(new StaplerError('FETCH_TOO_LARGE', `response over ${budget} bytes on the wire`));
+      });
+      callback(null, socket);
+    });
+}
+
+/** `http://user:secret@proxy:3128/` as `http://proxy:3128`: what logs and messages may show of a proxy URL. */
+export function redactProxyUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return '<unparsable proxy URL>';
+  }
+}
+
+/** A Proxy-Authorization value for `user:password` (RFC 9110 §11.7.1, Basic per RFC 7617). */
+function basicToken(auth: string): string {
+  return `Basic ${Buffer.from(auth, 'utf8').toString('base64')}`;
+}
+
+/** The userinfo of a proxy URL as `user:password`, percent-decoding undone, or undefined. */
+function userinfoOf(u: URL): string | undefined {
+  if (!u.username && !u.password) return undefined;
+  return `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
+}
+
+export function createDispatcher(o: DispatcherOptions): Dispatcher {
+  const budget = wireBudgetOf(o);
+  const tls = { timeout: o.connectTimeoutMs, ALPNProtocols: ['http/1.1'] };
+  const connect = buildConnector(tls);
+  // Proxy agents hand their own connectors (the proxy connection, the CONNECT tunnel) to the pools they
+  // create: wrap those too, so the budget holds on every path.
+  const factory = (origin: string | URL, opts: object): Dispatcher => {
+    const c = (opts as { connect?: unknown }).connect;
+    return new Pool(origin, { ...opts, ...(typeof c === 'function' && { connect: budgeted(c as Connector, budget) }) });
+  };
+  const common = {
+    connections: o.connectionsPerOrigin,
+    pipelining: 1,
+    keepAliveTimeout: o.idleTimeoutMs,
+    keepAliveMaxTimeout: o.idleTimeoutMs,
+    maxHeaderSize: o.maxHeaderBytes,
+    maxResponseSize: o.maxResponseBytes,
+    // The caller's deadline covers the whole exchange; these only keep undici's own 300 s defaults out of the way.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    connectTimeout: o.connectTimeoutMs,
+  };
+  const p = o.proxy;
+  if (p.kind === 'none') return new Agent({ ...common, connect: budgeted(connect, budget) });
+  // http: responders get absolute-form requests through the proxy, https: ones a CONNECT tunnel. The
+  // factory wraps every connector (`connect` here serves the no_proxy hosts of the env form).
+  const proxied = { ...common, factory, connect, proxyTunnel: false, proxyTls: tls, requestTls: tls };
+  if (p.kind === 'url') {
+    const u = new URL(p.url);
+    const auth = p.auth ?? userinfoOf(u);
+    return new ProxyAgent({ ...proxied, uri: redactProxyUrl(p.url), ...(auth !== undefined && { token: basicToken(auth) }) });
+  }
+  const env = p.env;
+  return new EnvHttpProxyAgent({
+    ...proxied,
+    httpProxy: env.http_proxy ?? env.HTTP_PROXY ?? '',
+    httpsProxy: env.https_proxy ?? env.HTTPS_PROXY ?? '',
+    noProxy: env.no_proxy ?? env.NO_PROXY ?? '',
+  });
+}
