@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
 import { Agent, buildConnector, EnvHttpProxyAgent, Pool, ProxyAgent, type Dispatcher } from 'undici';
 import { StaplerError } from '../errors.js';
@@ -114,11 +115,48 @@ export function createDispatcher(o: DispatcherOptions): Dispatcher {
     const auth = p.auth ?? userinfoOf(u);
     return new ProxyAgent({ ...proxied, uri: redactProxyUrl(p.url), ...(auth !== undefined && { token: basicToken(auth) }) });
   }
-  const env = p.env;
-  return new EnvHttpProxyAgent({
-    ...proxied,
+  const e = envProxies(p.env);
+  if (!e.httpProxy && !e.httpsProxy) return new Agent({ ...common, connect: budgeted(connect, budget) });
+  return new EnvHttpProxyAgent({ ...proxied, ...e });
+}
+
+/** The proxy variables as curl and undici read them: the lower-case form first. */
+export function envProxies(env: NodeJS.ProcessEnv): { httpProxy: string; httpsProxy: string; noProxy: string } {
+  return {
     httpProxy: env.http_proxy ?? env.HTTP_PROXY ?? '',
     httpsProxy: env.https_proxy ?? env.HTTPS_PROXY ?? '',
     noProxy: env.no_proxy ?? env.NO_PROXY ?? '',
-  });
+  };
+}
+
+/**
+ * The proxy from config (fetch.proxy, with the credentials of fetch.proxyAuthFile) or, when unset, from
+ * the environment; and a line fit for the log saying which, credentials removed.
+ */
+export async function proxyOptionsOf(
+  f: { proxy?: string | undefined; proxyAuthFile?: string | undefined },
+  env: NodeJS.ProcessEnv,
+  source: string,
+): Promise<{ proxy: ProxyOptions; describe: string | undefined }> {
+  if (f.proxy === undefined) {
+    const e = envProxies(env);
+    if (!e.httpProxy && !e.httpsProxy) return { proxy: { kind: 'none' }, describe: undefined };
+    const shown = [e.httpProxy && `http: ${redactProxyUrl(e.httpProxy)}`, e.httpsProxy && `https: ${redactProxyUrl(e.httpsProxy)}`, e.noProxy && `no_proxy: ${e.noProxy}`];
+    return { proxy: { kind: 'env', env }, describe: `from the environment (${shown.filter(Boolean).join(', ')})` };
+  }
+  let auth: string | undefined;
+  if (f.proxyAuthFile) {
+    let text: string;
+    try {
+      text = await readFile(f.proxyAuthFile, 'utf8');
+    } catch (e) {
+      throw new StaplerError('CONFIG_FILE', `${source}: fetch.proxyAuthFile: ${(e as Error).message}`, { cause: e });
+    }
+    auth = text.replace(/\r?\n$/, '');
+    // The content is never quoted back: it is a password.
+    if (!/^[^:\u0000-\u001f\u007f]+:[^\u0000-\u001f\u007f]*$/.test(auth)) {
+      throw new StaplerError('CONFIG_INVALID', `${source}: fetch.proxyAuthFile: ${f.proxyAuthFile} must hold one line user:password`);
+    }
+  }
+  return { proxy: { kind: 'url', url: f.proxy, auth }, describe: redactProxyUrl(f.proxy) };
 }
