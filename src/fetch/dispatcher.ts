@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
-import { Agent, buildConnector, EnvHttpProxyAgent, Pool, ProxyAgent, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type * as undici from 'undici';
+import type { buildConnector as BuildConnector, Dispatcher } from 'undici';
 import { StaplerError } from '../errors.js';
 
 /**
@@ -28,6 +30,22 @@ export interface DispatcherOptions {
 }
 
 /**
+ * undici's index also loads fetch, WebSocket, caches, mocks and more: three times the start-up cost of the
+ * dispatchers alone (measured: ~1.0 s against ~0.3 s on the loaded 2-core test host). Only these are loaded;
+ * the paths are undici 7's (package-lock pins the version; every fetch test fails if one moves).
+ */
+const load = createRequire(import.meta.url);
+const Agent = load('undici/lib/dispatcher/agent.js') as typeof undici.Agent;
+const Pool = load('undici/lib/dispatcher/pool.js') as typeof undici.Pool;
+const ProxyAgent = load('undici/lib/dispatcher/proxy-agent.js') as typeof undici.ProxyAgent;
+const EnvHttpProxyAgent = load('undici/lib/dispatcher/env-http-proxy-agent.js') as typeof undici.EnvHttpProxyAgent;
+const buildConnector = load('undici/lib/core/connect.js') as typeof BuildConnector;
+export const undiciErrors = load('undici/lib/core/errors.js') as typeof undici.errors;
+// What undici's index.js does on load: the request/connect methods live on Dispatcher.prototype, and
+// ProxyAgent opens its CONNECT tunnels with them.
+Object.assign((load('undici/lib/dispatcher/dispatcher.js') as { prototype: object }).prototype, load('undici/lib/api/index.js'));
+
+/**
  * Bytes a connection may read for one response, framing included: the body cap four times over (chunked
  * framing of a real OCSP body is far below that) plus room for heads. undici bounds the body and each head,
  * not what lies between: chunk extensions (any length), an endless chunk-size line. Without this a hostile
@@ -37,7 +55,7 @@ export function wireBudgetOf(o: Pick<DispatcherOptions, 'maxHeaderBytes' | 'maxR
   return o.maxResponseBytes * 4 + o.maxHeaderBytes * 4;
 }
 
-type Connector = buildConnector.connector;
+type Connector = BuildConnector.connector;
 
 /**
  * Wraps a connector so that each socket is destroyed (FETCH_TOO_LARGE) once it has read more than `budget`

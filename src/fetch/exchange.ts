@@ -1,5 +1,6 @@
-import { errors, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { StaplerError } from '../errors.js';
+import { undiciErrors } from './dispatcher.js';
 
 /**
  * One OCSP exchange over an undici dispatcher (RFC 6960 Appendix A; RFC 9112 message syntax), with the
@@ -188,7 +189,7 @@ export function toStaplerError(e: unknown, responded: boolean): StaplerError {
   const err = e instanceof Error ? e : new Error(String(e));
   const code = codeOf(err);
   const opts = { cause: err };
-  if (err instanceof errors.HTTPParserError || code.startsWith('HPE_')) return new StaplerError('FETCH_PROTOCOL', err.message, opts);
+  if (err instanceof undiciErrors.HTTPParserError || code.startsWith('HPE_')) return new StaplerError('FETCH_PROTOCOL', err.message, opts);
   switch (code) {
     case 'UND_ERR_HEADERS_OVERFLOW':
       return new StaplerError('FETCH_PROTOCOL', 'response head (or trailer section) too long', opts);

@@ -66,7 +66,7 @@ describe('egress through an HTTP proxy (tinyproxy)', { timeout: 90_000 }, () => 
       refresh: { backoffInitial: '1s' },
       certificates: [{ name: 'www', chain }],
     }, `${name}.yaml`);
-    const d = await startStaplerd(config);
+    const d = await startStaplerd(config, { timeoutMs: 30_000 });
     cleanup.push(() => d.stop('SIGKILL'));
     return d;
   }
