@@ -2,9 +2,13 @@ import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { HttpResponderClient, type HttpClientOptions } from '../../src/fetch/responder-client.js';
 import { isStaplerError, type ErrorCode } from '../../src/errors.js';
 import { fixture } from '../helpers/pki.js';
+import { run } from '../helpers/processes.js';
 import { scripted } from '../helpers/scripted.js';
 
 /**
@@ -257,6 +261,26 @@ describe('HttpResponderClient on the wire', () => {
     assert.equal(sockets.size, 1);
     for (const sock of sockets) sock.destroy();
     await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  test('https: with a CA the system trusts (NODE_EXTRA_CA_CERTS in a child process) reads the body over TLS', async () => {
+    const f = fixture();
+    const leaf = f.pki.leaves.good; // its names include localhost
+    const server = tls.createServer({ key: leaf.keyPem, cert: leaf.pem + f.pki.issuer.pem }, (sock) => sock.on('data', () => sock.write(Buffer.from(ok(), 'latin1'))).on('error', () => undefined));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const dir = await mkdtemp(join(tmpdir(), 'staplerd-tls-'));
+    await writeFile(join(dir, 'root.pem'), f.pki.root.pem);
+    const clientModule = new URL('../../src/fetch/responder-client.js', import.meta.url).href;
+    const script = `const { HttpResponderClient } = await import(${JSON.stringify(clientModule)});
+      const c = new HttpResponderClient({ timeoutMs: 5000, maxResponseBytes: 4096, perHostConcurrency: 1, userAgent: 'tls' });
+      const r = await c.fetch('https://localhost:${port}/ocsp', new Uint8Array([48, 3, 2, 1, 7]));
+      c.close();
+      console.log(Buffer.from(r.body).toString('hex'));`;
+    const r = await run(process.execPath, ['--input-type=module', '-e', script], { env: { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: join(dir, 'root.pem') }, timeoutMs: 30_000 });
+    await new Promise<void>((res) => server.close(() => res()));
+    await rm(dir, { recursive: true, force: true });
+    assert.equal(r.stdout.trim(), BODY.toString('hex'), r.stderr);
   });
 
   test('IPv6 literal hosts connect to ::1 when it is available', async (t) => {
