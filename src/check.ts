@@ -1,4 +1,5 @@
 import { errorCode, StaplerError } from './errors.js';
+import { proxyOptionsOf } from './fetch/dispatcher.js';
 import { HttpResponderClient } from './fetch/responder-client.js';
 import { certIdOf } from './pki/certid.js';
 import { buildOcspRequest } from './pki/request.js';
@@ -34,7 +35,9 @@ export function opensslTime(d: Date): string {
  * file untouched: a hook that runs again later must not lose the last good staple.
  */
 export async function runCheck(o: CheckOptions, out: (line: string) => void, err: (line: string) => void): Promise<number> {
-  const client = new HttpResponderClient({ timeoutMs: o.timeoutMs, maxResponseBytes: 65536, perHostConcurrency: 1, userAgent: 'staplerd-check' });
+  // As curl would: through http_proxy / https_proxy unless no_proxy says otherwise.
+  const { proxy } = await proxyOptionsOf({}, process.env, 'environment');
+  const client = new HttpResponderClient({ timeoutMs: o.timeoutMs, maxResponseBytes: 65536, perHostConcurrency: 1, userAgent: 'staplerd-check', proxy });
   try {
     const rec = await loadRecord({ name: 'check', chain: o.chain, issuer: o.issuer, responder: o.url });
     if (!rec.url) throw new StaplerError('FETCH_URL', 'the certificate has no OCSP URL (not applicable); pass --url to ask a responder anyway');

@@ -6,6 +6,7 @@ import { StaplerError } from './errors.js';
 import { LocalCoordinator, type FetchCoordinator } from './fleet/coordinator.js';
 import type { RedisCoordinator } from './fleet/redis-coordinator.js';
 import { resyncWithFleet } from './fleet/resync.js';
+import { proxyOptionsOf } from './fetch/dispatcher.js';
 import { HttpResponderClient } from './fetch/responder-client.js';
 import { buildApp } from './http/app.js';
 import { Metrics } from './http/metrics.js';
@@ -40,6 +41,8 @@ export interface DaemonOptions {
   /** Shown on the status page. */
   version?: string;
   clock?: Clock;
+  /** Where http_proxy / https_proxy / no_proxy are read when fetch.proxy is unset; default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -93,11 +96,14 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   const clock = o.clock ?? systemClock;
   const store = new DiskStapleStore(cfg.dataDir);
   await store.open();
+  const egress = await proxyOptionsOf(cfg.fetch, o.env ?? process.env, cfg.source);
+  if (egress.describe) log.info({ proxy: egress.describe }, 'upstream fetches go through an HTTP proxy');
   const client = new HttpResponderClient({
     timeoutMs: cfg.fetch.timeoutMs,
     maxResponseBytes: cfg.fetch.maxResponseBytes,
     perHostConcurrency: cfg.fetch.perHostConcurrency,
     userAgent: cfg.fetch.userAgent,
+    proxy: egress.proxy,
   });
   // Redis may connect before the Stapler exists (makeCoordinator waits a moment for it): until then a
   // resynchronisation has nothing to do.

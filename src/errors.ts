@@ -14,7 +14,7 @@ export const ERRORS = {
   ISSUER_MISMATCH: { message: 'issuer certificate did not sign the leaf', http: 500 },
 
   // upstream transport (RFC 6960 appendix A: OCSP over HTTP)
-  FETCH_URL: { message: 'responder URL is not http(s)', http: 502 },
+  FETCH_URL: { message: 'responder URL is not a plain http(s) URL', http: 502 },
   FETCH_CONNECT: { message: 'cannot connect to the OCSP responder', http: 502 },
   FETCH_TIMEOUT: { message: 'OCSP responder did not answer in time', http: 504 },
   FETCH_HTTP_STATUS: { message: 'OCSP responder answered with a non-200 HTTP status', http: 502 },

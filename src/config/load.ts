@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { StaplerError } from '../errors.js';
+import { responderUrlProblem } from '../fetch/responder-url.js';
 import { configSchema, type Config } from './schema.js';
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
@@ -71,6 +72,8 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
       concurrency: f.concurrency,
       nonce: f.nonce,
       userAgent: f.userAgent,
+      ...(f.proxy !== undefined && { proxy: f.proxy }),
+      ...(f.proxyAuthFile && { proxyAuthFile: path(f.proxyAuthFile) }),
     },
     limits: {
       maxCertificates: l.maxCertificates,
@@ -131,6 +134,7 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
   for (const [name, h] of Object.entries(cfg.hooks)) {
     if (h && !h.command && !h.url) throw new StaplerError('CONFIG_INVALID', `${source}: hooks.${name}: set command or url`);
   }
+  checkUrls(cfg, source);
   if (cfg.refresh.backoffInitialSeconds > cfg.refresh.backoffMaxSeconds) {
     throw new StaplerError('CONFIG_INVALID', `${source}: refresh.backoffInitial: must not exceed refresh.backoffMax`);
   }
@@ -139,6 +143,27 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
     throw new StaplerError('CONFIG_INVALID', `${source}: refresh.assumeValidity: must be between 1m and 7d (or left out)`);
   }
   return deepFreeze(cfg);
+}
+
+/**
+ * URLs staplerd connects to: http(s) only, no whitespace or control characters (the WHATWG parser drops
+ * CR and LF silently; issue 12 item 2). The proxy's message never repeats the URL, which may hold a password.
+ */
+function checkUrls(cfg: Config, source: string): void {
+  const urls: Array<[string, string | undefined]> = [
+    ...cfg.certificates.map((c, i): [string, string | undefined] => [`certificates[${i}].responder`, c.responder]),
+    ...cfg.directories.map((d, i): [string, string | undefined] => [`directories[${i}].responder`, d.responder]),
+    ...cfg.learning.issuers.map((l, i): [string, string | undefined] => [`learning.issuers[${i}].responder`, l.responder]),
+    ['fetch.proxy', cfg.fetch.proxy],
+  ];
+  for (const [key, url] of urls) {
+    const problem = url === undefined ? undefined : responderUrlProblem(url);
+    if (problem) throw new StaplerError('CONFIG_INVALID', `${source}: ${key}: ${problem}`);
+  }
+  if (cfg.fetch.proxy !== undefined && /^http:\/\/[^/]*@/.test(cfg.fetch.proxy) && cfg.fetch.proxyAuthFile) {
+    throw new StaplerError('CONFIG_INVALID', `${source}: fetch.proxyAuthFile: the proxy URL holds credentials already; use one or the other`);
+  }
+  if (cfg.fetch.proxyAuthFile && cfg.fetch.proxy === undefined) throw new StaplerError('CONFIG_INVALID', `${source}: fetch.proxyAuthFile: set fetch.proxy too`);
 }
 
 const UNIT: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };

@@ -118,6 +118,10 @@ export const configSchema = {
         concurrency: { ...posInt, default: 64 },
         nonce: { type: 'boolean', default: false },
         userAgent: { type: 'string', default: 'staplerd' },
+        // Egress proxy (http://[user:password@]host:port); unset: http_proxy/https_proxy/no_proxy from the environment.
+        proxy: { type: 'string', pattern: '^http://' },
+        /** A file holding `user:password` for the proxy, so the secret need not sit in this file. */
+        proxyAuthFile: { type: 'string', minLength: 1 },
       },
     },
     sinks: {
@@ -234,6 +238,10 @@ export interface FetchConfig {
   concurrency: number;
   nonce: boolean;
   userAgent: string;
+  /** fetch.proxy as written (it may hold userinfo: never log it, see redactProxyUrl). */
+  proxy?: string;
+  /** Absolute path of a file holding `user:password` for the proxy; read at start. */
+  proxyAuthFile?: string;
 }
 
 export interface LimitsConfig {

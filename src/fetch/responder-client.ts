@@ -1,6 +1,12 @@
+import type { Dispatcher } from 'undici';
 import { StaplerError } from '../errors.js';
-import { Http1Client } from './http1.js';
+import { createDispatcher, type ProxyOptions } from './dispatcher.js';
+import { exchange } from './exchange.js';
 import { KeyedSemaphore } from './limiter.js';
+import { getTargetFor, MAX_GET_URL, parseResponderUrl } from './responder-url.js';
+
+export { getUrlFor, parseResponderUrl } from './responder-url.js';
+export type { ProxyOptions } from './dispatcher.js';
 
 export interface FetchResult {
   body: Uint8Array;
@@ -22,48 +28,59 @@ export interface HttpClientOptions {
   maxResponseBytes: number;
   perHostConcurrency: number;
   userAgent: string;
+  /** Egress proxy; none unless given (the daemon passes fetch.proxy, or the environment's proxy variables). */
+  proxy?: ProxyOptions | undefined;
 }
 
-/** RFC 6960 Appendix A.1: GET only while the whole URL stays within 255 bytes, else POST. */
-const MAX_GET_URL = 255;
+/** Status line and header fields together (and the trailer section), bytes: the old client's head cap. */
+const MAX_HEADER_BYTES = 16 * 1024;
 
-export function getUrlFor(base: string, request: Uint8Array): string {
-  const b64 = encodeURIComponent(Buffer.from(request).toString('base64'));
-  return base.endsWith('/') ? base + b64 : `${base}/${b64}`;
-}
-
+/**
+ * OCSP over HTTP (RFC 6960 Appendix A) through undici: one pool per responder origin, at most
+ * perHostConcurrency exchanges per host at a time, https verified against the system CAs.
+ */
 export class HttpResponderClient implements ResponderClient {
   readonly #o: HttpClientOptions;
   readonly #hosts: KeyedSemaphore;
-  readonly #http: Http1Client;
-  readonly #headerLines: string;
+  readonly #dispatcher: Dispatcher;
+  readonly #getHeaders: string[];
+  readonly #postHeaders: string[];
+  #closed = false;
 
   constructor(o: HttpClientOptions) {
     for (const k of ['timeoutMs', 'maxResponseBytes', 'perHostConcurrency'] as const) {
       if (!(o[k] > 0)) throw new RangeError(`HttpResponderClient: ${k} must be > 0`);
     }
-    if (/[\r\n]/.test(o.userAgent)) throw new RangeError('HttpResponderClient: userAgent must be one line');
+    if (/[\u0000-\u001f\u007f]/.test(o.userAgent)) throw new RangeError('HttpResponderClient: userAgent must be one line without control characters');
     this.#o = o;
     this.#hosts = new KeyedSemaphore(o.perHostConcurrency);
-    this.#http = new Http1Client({ maxIdlePerOrigin: o.perHostConcurrency, idleTimeoutMs: IDLE_TIMEOUT_MS });
-    // Host is sent from the URL; some CAs answer `unauthorized` without it (RFC 9919 §5).
-    this.#headerLines = `User-Agent: ${o.userAgent}\r\nAccept: application/ocsp-response\r\n`;
+    this.#dispatcher = createDispatcher({
+      connectionsPerOrigin: o.perHostConcurrency,
+      connectTimeoutMs: o.timeoutMs,
+      idleTimeoutMs: IDLE_TIMEOUT_MS,
+      maxHeaderBytes: MAX_HEADER_BYTES,
+      maxResponseBytes: o.maxResponseBytes,
+      proxy: o.proxy ?? { kind: 'none' },
+    });
+    // Host is sent from the URL by undici; some CAs answer `unauthorized` without it (RFC 9919 §5).
+    this.#getHeaders = ['user-agent', o.userAgent, 'accept', 'application/ocsp-response'];
+    this.#postHeaders = [...this.#getHeaders, 'content-type', 'application/ocsp-request'];
   }
 
   async fetch(url: string, request: Uint8Array, signal?: AbortSignal): Promise<FetchResult> {
-    if (signal?.aborted) throw new StaplerError('FETCH_ABORTED');
+    if (signal?.aborted || this.#closed) throw new StaplerError('FETCH_ABORTED');
     const parsed = parseResponderUrl(url);
     const release = await this.#hosts.acquire(parsed.host);
     try {
-      if (signal?.aborted) throw new StaplerError('FETCH_ABORTED');
-      const getUrl = getUrlFor(url, request);
+      if (signal?.aborted || this.#closed) throw new StaplerError('FETCH_ABORTED');
       const started = performance.now();
-      const get = getUrl.length <= MAX_GET_URL;
-      const res = await this.#http.request({
-        url: parsed,
-        path: get ? pathOf(getUrl, parsed) : undefined,
+      const target = getTargetFor(parsed, request);
+      const get = parsed.origin.length + target.length <= MAX_GET_URL;
+      const res = await exchange(this.#dispatcher, {
+        origin: parsed.origin,
+        path: get ? target : (parsed.pathname || '/') + parsed.search,
         method: get ? 'GET' : 'POST',
-        headerLines: get ? this.#headerLines : `${this.#headerLines}Content-Type: application/ocsp-request\r\n`,
+        headers: get ? this.#getHeaders : this.#postHeaders,
         body: get ? undefined : request,
         timeoutMs: this.#o.timeoutMs,
         maxBodyBytes: this.#o.maxResponseBytes,
@@ -77,37 +94,12 @@ export class HttpResponderClient implements ResponderClient {
     }
   }
 
+  /** Ends exchanges in flight (FETCH_ABORTED) and closes every connection. */
   close(): void {
-    this.#http.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#dispatcher.destroy().catch(() => undefined);
   }
-
-}
-
-/** Parsed responder URLs: a handful in practice, bounded for learning mode, which meets many. */
-const parsedUrls = new Map<string, URL>();
-const MAX_PARSED_URLS = 1024;
-
-/** A responder URL parsed once (every fetch and every fetch metric needs it); FETCH_URL unless http(s). */
-export function parseResponderUrl(url: string): URL {
-  let parsed = parsedUrls.get(url);
-  if (parsed) return parsed;
-  try {
-    parsed = new URL(url);
-  } catch (cause) {
-    throw new StaplerError('FETCH_URL', url, { cause });
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new StaplerError('FETCH_URL', url);
-  if (parsedUrls.size >= MAX_PARSED_URLS) parsedUrls.clear();
-  parsedUrls.set(url, parsed);
-  return parsed;
-}
-
-/** The origin-form target of a GET URL built on `base`, without parsing it again when it starts with base's origin. */
-function pathOf(getUrl: string, base: URL): string {
-  const origin = base.origin;
-  if (getUrl.startsWith(origin) && getUrl[origin.length] === '/') return getUrl.slice(origin.length);
-  const u = new URL(getUrl);
-  return u.pathname + u.search;
 }
 
 /** Idle kept-alive connections to a responder are closed after this long. */

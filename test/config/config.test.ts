@@ -142,3 +142,26 @@ describe('certificates from config', () => {
     assert.deepEqual(withIssuer.map((r) => r.name), ['a', 'b']);
   });
 });
+
+describe('URLs staplerd connects to (issue 12 item 2)', () => {
+  test('a responder URL with CR/LF, a space or a non-http scheme is CONFIG_INVALID naming the key and file', async () => {
+    const crlf = await cfgFile('certificates:\n  - name: www\n    chain: www.pem\n    responder: "http://127.0.0.1:6379/\\r\\nSET k v\\r\\n"\n');
+    throwsCode(() => loadConfigFile(crlf, {}), 'CONFIG_INVALID', crlf, 'certificates[0].responder', 'control character');
+    throwsCode(() => parseConfig({ directories: [{ path: '.', responder: 'http://ca.example/a b' }] }, '/x.yaml'), 'CONFIG_INVALID', '/x.yaml', 'directories[0].responder');
+    throwsCode(() => parseConfig({ learning: { issuers: [{ certificate: 'i.pem', responder: 'http://ca.example/\t' }] } }, '/x.yaml'), 'CONFIG_INVALID', 'learning.issuers[0].responder');
+    throwsCode(() => parseConfig({ certificates: [{ name: 'a', chain: 'x', responder: 'ldap://ca.example/' }] }, '/x.yaml'), 'CONFIG_INVALID', 'certificates[0].responder');
+    assert.equal(parseConfig({ certificates: [{ name: 'a', chain: 'x', responder: 'http://ca.example/ocsp' }] }, '/x.yaml').certificates[0]!.responder, 'http://ca.example/ocsp');
+  });
+
+  test('fetch.proxy is an http URL; its credentials never appear in a config error', () => {
+    const c = parseConfig({ fetch: { proxy: 'http://127.0.0.1:3128', proxyAuthFile: 'proxy-auth' } }, '/etc/staplerd/x.yaml');
+    assert.equal(c.fetch.proxy, 'http://127.0.0.1:3128');
+    assert.equal(c.fetch.proxyAuthFile, '/etc/staplerd/proxy-auth');
+    assert.equal(parseConfig({}, '/x.yaml').fetch.proxy, undefined);
+    for (const proxy of ['socks5://user:s3cret@127.0.0.1:1080', 'http://user:s3cret@127.0.0.1:3128/\r\n']) {
+      assert.throws(() => parseConfig({ fetch: { proxy } }, '/x.yaml'), (e: unknown) => isStaplerError(e) && e.code === 'CONFIG_INVALID' && e.message.includes('fetch.proxy') && !e.message.includes('s3cret'));
+    }
+    throwsCode(() => parseConfig({ fetch: { proxy: 'http://u:p@127.0.0.1:3128', proxyAuthFile: 'f' } }, '/x.yaml'), 'CONFIG_INVALID', 'fetch.proxyAuthFile');
+    throwsCode(() => parseConfig({ fetch: { proxyAuthFile: 'f' } }, '/x.yaml'), 'CONFIG_INVALID', 'fetch.proxyAuthFile');
+  });
+});
