@@ -100,12 +100,20 @@ export class Learner {
     this.#sweep?.cancel();
   }
 
-  /** The Stapler's answer, noting use of learned entries so they stay fresh while asked for. */
+  /**
+   * The Stapler's answer, noting use of learned entries so they stay fresh while asked for. While a
+   * certificate is being learned its entry already exists but has neither a staple nor (while its persisted
+   * staple is read and re-verified) a fetch running, so the Stapler says tryLater: a request arriving then
+   * waits for the learning instead (issue 11: a stampede of nginx workers got tryLater, i.e. 5 minutes
+   * without a staple each).
+   */
   answer(key: string): Answer {
     const a = this.#o.stapler.answer(key);
     const name = this.#keyToName.get(key);
-    if (name !== undefined) this.#touch(name);
-    return a;
+    if (name === undefined) return a;
+    this.#touch(name);
+    const pending = a.kind === 'tryLater' ? this.#pending.get(name) : undefined;
+    return pending ? { kind: 'wait', until: pending } : a;
   }
 
   /** Learns the first CertID under a trusted issuer; false when none is (the caller answers unauthorized). */

@@ -13,7 +13,7 @@ import { computeCertId } from '../../src/pki/certid.js';
 import { buildOcspRequest } from '../../src/pki/request.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
+  Child, freePort, run, sleep, startOpensslResponder, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
 } from '../helpers/processes.js';
 import { nginxConf } from '../helpers/nginx.js';
 
@@ -183,5 +183,51 @@ describe('learning mode: nginx asks for a certificate staplerd was never configu
     assert.ok(Buffer.from(await r.arrayBuffer()).equals(UNAUTHORIZED), 'GET as nginx sends it');
     assert.equal(s!.responder.stats.requests, before);
     assert.equal((await daemon!.json<{ certificates: CertificateView[] }>('/v1/certificates')).certificates.length, 2, 'nothing learned');
+  });
+});
+
+describe('learning mode with openssl ocsp as the trusted issuer\'s responder', { skip: bins.skip, timeout: 40_000 }, () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>> | undefined;
+  let pki: DemoPki;
+  let upstream: Child | undefined;
+  let daemon: Staplerd | undefined;
+
+  before(async () => {
+    const openssl = bins.path('openssl');
+    tmp = await tempDir('learning-openssl');
+    const upstreamPort = await freePort();
+    const now = new Date();
+    pki = createDemoPki({ now, ocspUrl: `http://127.0.0.1:${upstreamPort}/` });
+    const files = await writeDemoPki(pki, join(tmp.dir, 'pki'), now);
+    upstream = await startOpensslResponder(openssl, { index: files.index, issuer: files.issuer, signer: files.ocspSigner, signerKey: files.ocspSignerKey }, upstreamPort);
+    const config = await writeStaplerdConfig(tmp.dir, {
+      listen: { host: '127.0.0.1', port: 0 },
+      dataDir: join(tmp.dir, 'var'),
+      learning: { issuers: [{ certificate: files.issuer, responder: `http://127.0.0.1:${upstreamPort}/` }] },
+    });
+    daemon = await startStaplerd(config);
+    await daemon.waitReady(15_000);
+  });
+
+  after(async () => {
+    await daemon?.stop('SIGTERM').catch(() => daemon?.stop('SIGKILL'));
+    await upstream?.stop('SIGTERM').catch(() => upstream?.stop('SIGKILL'));
+    await tmp?.cleanup();
+  });
+
+  test('a hundred concurrent POSTs for a new certificate all get the staple, from one upstream fetch', async () => {
+    const req = requestFor(pki, 'good');
+    const answers = await Promise.all(Array.from({ length: 100 }, async () => {
+      const r = await daemon!.get('/ocsp', { method: 'POST', body: req, headers: { 'content-type': 'application/ocsp-request' } });
+      return Buffer.from(await r.arrayBuffer());
+    }));
+    const { certificates } = await daemon!.json<{ certificates: CertificateView[] }>('/v1/certificates');
+    assert.equal(certificates.length, 1, `learned: ${certificates.map((c) => c.name).join(', ')}`);
+    const staple = Buffer.from(await (await daemon!.get(`/v1/certificates/${certificates[0]!.name}/ocsp`)).arrayBuffer());
+    const missed = answers.filter((a) => !a.equals(staple)).length;
+    assert.equal(missed, 0, `${missed} of 100 did not get the staple`);
+    const metrics = await (await daemon!.get('/metrics')).text();
+    const fetches = [...metrics.matchAll(/^staplerd_fetch_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    assert.equal(fetches, 1, 'one upstream fetch');
   });
 });

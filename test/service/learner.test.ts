@@ -13,7 +13,9 @@ import { buildOcspRequest } from '../../src/pki/request.js';
 import { Learner } from '../../src/service/learner.js';
 import { Stapler } from '../../src/service/stapler.js';
 import { MemoryStapleStore } from '../../src/store/memory-store.js';
-import { FakeClock } from '../helpers/clock.js';
+import type { StapleStore, StoredStaple } from '../../src/store/store.js';
+import { FakeClock, settle } from '../helpers/clock.js';
+import { until } from '../helpers/wait.js';
 import { captureLog } from '../helpers/log.js';
 import { fixture } from '../helpers/pki.js';
 
@@ -28,10 +30,28 @@ before(async () => {
 });
 after(() => responder.close());
 
-function rig(maxEntries = 100) {
+/** A memory store whose reads wait for the test to let them go (the window while a persisted staple is read). */
+class GatedStore extends MemoryStapleStore {
+  reads = 0;
+  #open: Promise<void> = Promise.resolve();
+  #release: () => void = () => undefined;
+  hold(): void {
+    this.#open = new Promise((r) => (this.#release = r));
+  }
+  release(): void {
+    this.#release();
+  }
+  override async get(fp: string): Promise<StoredStaple | undefined> {
+    this.reads++;
+    await this.#open;
+    return super.get(fp);
+  }
+}
+
+function rig(maxEntries = 100, store: StapleStore = new MemoryStapleStore({ maxEntries: 100, maxBytes: 1 << 20 })) {
   const log = captureLog();
   const client = new HttpResponderClient({ timeoutMs: 2000, maxResponseBytes: 65536, perHostConcurrency: 4, userAgent: 'test' });
-  const stapler = new Stapler({ clock, client, store: new MemoryStapleStore({ maxEntries: 100, maxBytes: 1 << 20 }), log: log.log, refresh: cfg.refresh, concurrency: 4, nonce: false });
+  const stapler = new Stapler({ clock, client, store, log: log.log, refresh: cfg.refresh, concurrency: 4, nonce: false });
   const learner = new Learner({ stapler, issuers: [{ cert: f.issuer, responder: responder.url }], maxEntries, idleTimeoutSeconds: 3600, clock, log: log.log });
   const app = buildApp({ stapler, learner, log: log.log, config: cfg });
   return { stapler, learner, app, log };
@@ -70,6 +90,25 @@ describe('learning mode', () => {
     const answers = await Promise.all(Array.from({ length: 100 }, () => app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.revoked) })));
     assert.equal(responder.stats.requests - before, 1);
     assert.ok(answers.every((a) => a.statusCode === 200 && a.rawPayload.equals(answers[0]!.rawPayload) && a.rawPayload.length > 100));
+    await app.close();
+    await stapler.stop();
+  });
+
+  test('a request arriving while a learned certificate\'s persisted staple is read waits for it instead of getting tryLater', async () => {
+    const store = new GatedStore({ maxEntries: 100, maxBytes: 1 << 20 });
+    const { app, stapler } = rig(100, store);
+    await stapler.start();
+    store.hold();
+    const before = responder.stats.requests;
+    const first = app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.mustStaple) });
+    await until(() => store.reads === 1, 'the learning to read the store');
+    const second = app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.mustStaple) });
+    await settle();
+    store.release();
+    const [a, b] = await Promise.all([first, second]);
+    assert.ok(a.rawPayload.length > 100, 'the first request got a staple');
+    assert.ok(b.rawPayload.equals(a.rawPayload), `the second got ${b.rawPayload.toString('hex')}, not the staple`);
+    assert.equal(responder.stats.requests - before, 1);
     await app.close();
     await stapler.stop();
   });
