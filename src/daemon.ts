@@ -136,6 +136,8 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     list: () => stapler.list(),
     marginSeconds: cfg.refresh.marginSeconds,
     now: () => clock.now(),
+    clock,
+    learned: cfg.learning.hooks,
     onResult: (event, result) => metrics.hookRan(event, result),
   });
   // Subscribed before start, so staples loaded from disk reach the sinks at once (issue 3: "and at start").

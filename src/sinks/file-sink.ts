@@ -7,6 +7,7 @@ import type { FileSinkConfig, ReloadConfig } from '../config/schema.js';
 import type { Staple } from '../service/staple.js';
 import type { CertRecord } from '../sources/certificates.js';
 import { atomicWrite } from '../util/atomic-write.js';
+import { childEnv } from './child-env.js';
 import { filterAccepts, haproxyAcceptable, type StapleSink } from './sink.js';
 
 /** `{name}`, `{chain}`, `{fingerprint}` in a path template. */
@@ -128,7 +129,8 @@ export class DebouncedCommand {
     const [cmd, ...args] = this.#c.command as [string, ...string[]];
     this.runs++;
     return new Promise((resolve) => {
-      execFile(cmd, args, { timeout: this.#c.timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout, stderr) => {
+      // No secrets from staplerd's environment (issue 12 item 9): the base set and the allow-list only.
+      execFile(cmd, args, { env: childEnv(this.#c.env ?? [], {}), timeout: this.#c.timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout, stderr) => {
         const output = `${stdout}${stderr}`.trim().slice(0, 2000);
         const code = err ? ((err as NodeJS.ErrnoException & { code?: unknown }).code ?? 'error') : 0;
         if (err) this.#log.error({ command: this.#c.command, exitCode: code, output, code: 'SINK_RELOAD' }, 'reload command failed');

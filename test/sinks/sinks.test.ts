@@ -36,6 +36,8 @@ function stapleFor(leaf = f.good, offsetMs = 0, status: 'good' | 'revoked' | 'un
   const der = buildSuccessfulResponse({ responses: [{ certId: f.certId(leaf), status: st, thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + 3600_000) }], signer: f.pki.ocspSigner, producedAt: f.now });
   return new Staple(verifyOcspResponse({ der, leaf, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300 } }), f.now);
 }
+/** The schema's default hook limits. */
+const LIMITS = { maxPerMinute: 10, burst: 10, concurrency: 2, env: [] as string[] };
 const rec = (name: string, source = `/etc/ssl/${name}.pem`): CertRecord => ({ name, source, leaf: f.good, issuer: f.issuer, url: 'http://127.0.0.1:9/' });
 
 describe('FileSink', () => {
@@ -192,7 +194,7 @@ describe('HookRunner', () => {
     const d = await tmp();
     const out = join(d, 'hook.out');
     const hooks = new HookRunner({
-      hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME $STAPLERD_SERIAL" >> ${out}`], timeoutMs: 5000 } },
+      hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME $STAPLERD_SERIAL" >> ${out}`], timeoutMs: 5000, ...LIMITS } },
       log: captureLog().log,
       list: () => [],
       marginSeconds: 300,
@@ -220,7 +222,7 @@ describe('HookRunner', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`;
     const results: string[] = [];
-    const hooks = new HookRunner({ hooks: { revoked: { url, timeoutMs: 2000 } }, log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r) });
+    const hooks = new HookRunner({ hooks: { revoked: { url, timeoutMs: 2000, ...LIMITS } }, log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r) });
     hooks.onStaple(rec('www'), stapleFor(), 'fetched');
     hooks.onStaple(rec('www'), stapleFor(f.good, 0, 'revoked'), 'fetched');
     hooks.onStaple(rec('api'), stapleFor(), 'fetched');
@@ -248,7 +250,7 @@ describe('HookRunner', () => {
       }) as never;
     const views = [view('soon', 20 * 60_000), view('fine', 5 * 3600_000), view('none', null), view('plain', 60_000, false)];
     const hooks = new HookRunner({
-      hooks: { mustStapleExpiring: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME" >> ${out}`], timeoutMs: 5000, withinSeconds: 3600 } },
+      hooks: { mustStapleExpiring: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME" >> ${out}`], timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
       log: captureLog().log,
       list: () => views,
       marginSeconds: 300,
