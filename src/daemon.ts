@@ -146,7 +146,17 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
 
   const trusted = await loadTrustedIssuers(cfg.learning, cfg.source);
   const learner = trusted.length
-    ? new Learner({ stapler, issuers: trusted, maxEntries: cfg.learning.maxEntries, idleTimeoutSeconds: cfg.learning.idleTimeoutSeconds, clock, log })
+    ? new Learner({
+        stapler,
+        issuers: trusted,
+        maxEntries: cfg.learning.maxEntries,
+        idleTimeoutSeconds: cfg.learning.idleTimeoutSeconds,
+        maxNewPerMinute: cfg.learning.maxNewPerMinute,
+        newBurst: cfg.learning.newBurst,
+        failureTtlSeconds: cfg.learning.failureTtlSeconds,
+        clock,
+        log,
+      })
     : undefined;
   const records = await loadAllRecords(cfg, log);
   await bootstrapStapleFiles(fileSinks, records, log);

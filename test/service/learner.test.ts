@@ -10,7 +10,7 @@ import { buildApp } from '../../src/http/app.js';
 import { parseCertificate } from '../../src/pki/certificate.js';
 import { certIdOf } from '../../src/pki/certid.js';
 import { buildOcspRequest } from '../../src/pki/request.js';
-import { Learner } from '../../src/service/learner.js';
+import { Learner, type LearnerOptions } from '../../src/service/learner.js';
 import { Stapler } from '../../src/service/stapler.js';
 import { MemoryStapleStore } from '../../src/store/memory-store.js';
 import type { StapleStore, StoredStaple } from '../../src/store/store.js';
@@ -48,16 +48,19 @@ class GatedStore extends MemoryStapleStore {
   }
 }
 
-function rig(maxEntries = 100, store: StapleStore = new MemoryStapleStore({ maxEntries: 100, maxBytes: 1 << 20 })) {
+function rig(maxEntries = 100, store: StapleStore = new MemoryStapleStore({ maxEntries: 100, maxBytes: 1 << 20 }), extra: Partial<LearnerOptions> = {}) {
   const log = captureLog();
   const client = new HttpResponderClient({ timeoutMs: 2000, maxResponseBytes: 65536, perHostConcurrency: 4, userAgent: 'test' });
   const stapler = new Stapler({ clock, client, store, log: log.log, refresh: cfg.refresh, concurrency: 4, nonce: false });
-  const learner = new Learner({ stapler, issuers: [{ cert: f.issuer, responder: responder.url }], maxEntries, idleTimeoutSeconds: 3600, clock, log: log.log });
+  const learner = new Learner({ stapler, issuers: [{ cert: f.issuer, responder: responder.url }], maxEntries, idleTimeoutSeconds: 3600, clock, log: log.log, ...extra });
   const app = buildApp({ stapler, learner, log: log.log, config: cfg });
   return { stapler, learner, app, log };
 }
 
 const reqFor = (leaf = f.good, alg: 'sha1' | 'sha256' = 'sha1') => Buffer.from(buildOcspRequest([f.certId(leaf, alg)]));
+/** A request for a serial the CA never issued, under the trusted issuer. */
+const reqForSerial = (n: number) => Buffer.from(buildOcspRequest([{ ...f.certId(f.good), serialNumber: new Uint8Array([0x7e, n >> 8, n & 0xff]) }]));
+const TRY_LATER = Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x03]);
 const isUnauthorized = (b: Buffer) => b.equals(Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x06]));
 
 describe('learning mode', () => {
@@ -143,6 +146,83 @@ describe('learning mode', () => {
     await stapler.stop();
   });
 });
+
+describe('learning mode under abuse (issue 12 item 7)', () => {
+  test('a learned certificate whose first fetch fails is answered tryLater from a negative cache and not refetched on its own', async () => {
+    const { app, stapler, learner } = rig(1000, undefined, { failureTtlSeconds: 300 });
+    await stapler.start();
+    responder.setFault({ kind: 'ocsp-status', status: 6 });
+    try {
+      const before = responder.stats.requests;
+      const first = await Promise.all(Array.from({ length: 100 }, (_, i) => app.inject({ method: 'POST', url: '/ocsp', payload: reqForSerial(i) })));
+      assert.ok(first.every((r) => r.rawPayload.equals(TRY_LATER)), 'each answered tryLater');
+      assert.equal(responder.stats.requests - before, 100, 'one fetch per serial');
+      await clock.advance(40_000);
+      assert.equal(responder.stats.requests - before, 100, 'no retries on their own (backoff would have refetched each after 30 s)');
+      const again = await Promise.all(Array.from({ length: 100 }, (_, i) => app.inject({ method: 'POST', url: '/ocsp', payload: reqForSerial(i) })));
+      assert.ok(again.every((r) => r.rawPayload.equals(TRY_LATER)), 'answered from the negative cache');
+      assert.equal(responder.stats.requests - before, 100, 'asked again within failureTtl: nothing fetched');
+      assert.equal(learner.size, 0, 'failed entries are not kept');
+      await clock.advance(300_000);
+      responder.setFault(null);
+      const later = await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.good) });
+      assert.ok(later.rawPayload.length > 100, 'a working certificate is learned as before');
+      await app.inject({ method: 'POST', url: '/ocsp', payload: reqForSerial(1) });
+      assert.equal(responder.stats.requests - before, 102, 'after failureTtl a request learns it afresh: one fetch');
+    } finally {
+      responder.setFault(null);
+      await app.close();
+      await stapler.stop();
+    }
+  });
+
+  test('learning new certificates is rate-limited: beyond the burst, requests get tryLater, nothing is fetched, and it is logged once', async () => {
+    const { app, stapler, learner, log } = rig(1000, undefined, { maxNewPerMinute: 60, newBurst: 5 });
+    await stapler.start();
+    const before = responder.stats.requests;
+    const answers = [];
+    for (let i = 0; i < 20; i++) answers.push(await app.inject({ method: 'POST', url: '/ocsp', payload: reqForSerial(1000 + i) }));
+    assert.equal(responder.stats.requests - before, 5, 'the burst was learned');
+    assert.equal(answers.slice(5).filter((a) => a.rawPayload.equals(TRY_LATER)).length, 15);
+    assert.equal(learner.refusedByRate, 15);
+    assert.equal(log.lines.filter((l) => l.msg.startsWith('certificates not learned')).length, 1, 'logged once, not per refusal');
+    await clock.advance(1000);
+    await app.inject({ method: 'POST', url: '/ocsp', payload: reqForSerial(1005) });
+    assert.equal(responder.stats.requests - before, 6, 'a token later, one more is learned');
+    learner.stop();
+    assert.equal(log.lines.filter((l) => l.msg.startsWith('certificates not learned')).reduce((n, l) => n + Number(l.refused), 0), 15);
+    await app.close();
+    await stapler.stop();
+  });
+
+  test('at the learning bound an entry without a servable staple is evicted before working ones', async () => {
+    const { app, stapler, learner } = rig(3);
+    await stapler.start();
+    try {
+      await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.good) });
+      responder.setFault({ kind: 'http-status', status: 500 });
+      await clock.advance(3600_000); // good's staple runs out while every refresh fails
+      assert.equal(stapler.staple(learnedName(stapler, f.good)), undefined, 'good has no servable staple now');
+      responder.setFault(null);
+      await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.revoked) });
+      await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.mustStaple) });
+      await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.good) }); // most recently asked for, still failing
+      await app.inject({ method: 'POST', url: '/ocsp', payload: reqForSerial(7) });
+      assert.equal(learner.size, 3);
+      const serials = stapler.list().map((c) => c.serial);
+      assert.ok(serials.includes(f.revoked.serialHex) && serials.includes(f.mustStaple.serialHex), `working entries kept: ${serials.join(', ')}`);
+      assert.ok(!serials.includes(f.good.serialHex), 'the entry without a staple went first');
+    } finally {
+      responder.setFault(null);
+      await app.close();
+      await stapler.stop();
+    }
+  });
+});
+
+function learnedName(stapler: Stapler, leaf: typeof f.good): string {
+  return stapler.list().find((c) => c.serial === leaf.serialHex)!.name;
+}
 
 describe('absolute-form requests (HAProxy ocsp-update.httpproxy, Apache SSLOCSPProxyURL)', () => {
   let app: FastifyInstance;
