@@ -128,6 +128,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     retryInitialMs: cfg.sinks.retryInitialMs,
     retryMaxMs: cfg.sinks.retryMaxMs,
     current: () => stapler.current(),
+    learned: cfg.learning.sinks,
     onResult: (sink, result) => metrics.sinkPushed(sink, result),
   });
   const hooks = new HookRunner({
@@ -143,6 +144,10 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   // Subscribed before start, so staples loaded from disk reach the sinks at once (issue 3: "and at start").
   stapler.onStaple((r, s) => sinks.offer(r, s));
   stapler.onStaple((r, s, why) => hooks.onStaple(r, s, why));
+  stapler.onRemoved((r, next) => {
+    void sinks.forget(r, next);
+    hooks.forget(r.name);
+  });
 
   const trusted = await loadTrustedIssuers(cfg.learning, cfg.source);
   const learner = trusted.length

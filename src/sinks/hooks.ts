@@ -132,6 +132,12 @@ export class HookRunner {
     this.#fire('revoked', this.#o.hooks.revoked, { name: record.name, serial: record.leaf.serialHex, subject: record.leaf.subject, revokedAt: at, nextUpdate: staple.nextUpdate.toISOString() });
   }
 
+  /** A certificate was removed: forget its remembered status. */
+  forget(name: string): void {
+    this.#revoked.delete(name);
+    this.#warned.delete(name);
+  }
+
   start(): void {
     const h = this.#o.hooks.mustStapleExpiring;
     if (!h) return;

@@ -220,6 +220,27 @@ describe('learning mode under abuse (issue 12 item 7)', () => {
   });
 });
 
+describe('removal reaches the sinks (issue 12 item 8)', () => {
+  test('a learned certificate dropped when idle, and a configured one removed or renewed, are reported to removal listeners', async () => {
+    const { app, stapler, learner } = rig();
+    const removed: Array<[string, string | undefined]> = [];
+    stapler.onRemoved((r, next) => removed.push([r.name, next?.name]));
+    await stapler.start();
+    await app.inject({ method: 'POST', url: '/ocsp', payload: reqFor(f.good) });
+    await clock.advance(3600_001);
+    learner.sweep();
+    assert.equal(removed.length, 1);
+    assert.match(removed[0]![0], /^learned-/);
+    assert.equal(removed[0]![1], undefined);
+    const configured = (name: string, leaf = f.revoked) => ({ name, source: `/etc/ssl/${name}.pem`, leaf, issuer: f.issuer, url: responder.url });
+    await stapler.setRecords([configured('a'), configured('b')]);
+    await stapler.setRecords([configured('a', f.mustStaple)]);
+    assert.deepEqual(removed.slice(1).sort(), [['a', 'a'], ['b', undefined]]);
+    await app.close();
+    await stapler.stop();
+  });
+});
+
 function learnedName(stapler: Stapler, leaf: typeof f.good): string {
   return stapler.list().find((c) => c.serial === leaf.serialHex)!.name;
 }

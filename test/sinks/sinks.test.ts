@@ -72,6 +72,35 @@ describe('FileSink', () => {
     assert.deepEqual(await plain.createMissing([rec('z', join(d, 'z.pem'))]), [], 'only sinks with createEmpty create files');
   });
 
+  test('removing a certificate deletes its staple file, unless its replacement writes the same path', async () => {
+    const d = await tmp();
+    const sink = new FileSink({ path: join(d, '{name}-{fingerprint}.der'), createEmpty: false }, captureLog().log);
+    await sink.push(rec('www'), stapleFor());
+    await sink.push(rec('api'), stapleFor());
+    const www = stapleFilePath(join(d, '{name}-{fingerprint}.der'), rec('www'));
+    const api = stapleFilePath(join(d, '{name}-{fingerprint}.der'), rec('api'));
+    await sink.remove(rec('api'), rec('api'));
+    assert.ok((await stat(api)).isFile(), 'replaced by a certificate with the same path: kept');
+    await sink.remove(rec('www'), undefined);
+    await assert.rejects(stat(www), /ENOENT/);
+    await sink.remove(rec('www'), undefined); // already gone: not an error
+    const renewed = { ...rec('api'), leaf: f.revoked };
+    await sink.remove(rec('api'), renewed);
+    await assert.rejects(stat(api), /ENOENT/, 'renewed under another fingerprint: the old path goes');
+  });
+
+  test('{chain} is skipped for learned certificates (they have no chain file), with one log line', async () => {
+    const cap = captureLog();
+    const sink = new FileSink({ path: '{chain}.ocsp', createEmpty: false }, cap.log);
+    const learned = { ...rec('learned-a', 'learned from a request (issuer CN=x)'), learned: true as const };
+    assert.equal(sink.accepts(learned, stapleFor()), false);
+    assert.equal(sink.accepts({ ...learned, name: 'learned-b' }, stapleFor()), false);
+    assert.equal(sink.accepts(rec('www'), stapleFor()), true, 'configured certificates have a chain file');
+    assert.equal(cap.lines.filter((l) => /\{chain\}/.test(l.msg)).length, 1);
+    const byName = new FileSink({ path: '/x/{name}.ocsp', createEmpty: false }, cap.log);
+    assert.equal(byName.accepts(learned, stapleFor()), true);
+  });
+
   test('takes good and revoked staples, not unknown ones (HAProxy refuses those)', () => {
     const sink = new FileSink({ path: '/x/{name}', createEmpty: false, certificates: ['www'] }, captureLog().log);
     assert.equal(sink.accepts(rec('www'), stapleFor()), true);
@@ -176,6 +205,38 @@ describe('SinkRunner', () => {
     await until(() => sink.pushed.length === 1, 'delivered');
     assert.deepEqual(sink.pushed, [`www@${newer.thisUpdate.getTime()}`]);
     assert.equal(cap.atLeast(40).length, 1, 'one warning for repeated failures');
+    await runner.stop();
+  });
+
+  test('learned certificates go to the sinks only when learning.sinks is on', async () => {
+    const learned = { ...rec('learned-x'), learned: true as const };
+    const off = recordingSink(0);
+    const runner = new SinkRunner({ sinks: [off], log: captureLog().log, retryInitialMs: 20, retryMaxMs: 100, current: () => [[learned, stapleFor()]] });
+    runner.offer(learned, stapleFor());
+    runner.offer(rec('www'), stapleFor());
+    runner.resync();
+    await runner.idle();
+    assert.deepEqual(off.pushed.map((p) => p.split('@')[0]), ['www']);
+    await runner.stop();
+    const on = recordingSink(0);
+    const runner2 = new SinkRunner({ sinks: [on], log: captureLog().log, retryInitialMs: 20, retryMaxMs: 100, current: () => [], learned: true });
+    runner2.offer(learned, stapleFor());
+    await runner2.idle();
+    assert.deepEqual(on.pushed.map((p) => p.split('@')[0]), ['learned-x']);
+    await runner2.stop();
+  });
+
+  test('a failing push stops retrying once its certificate is removed', async () => {
+    const sink = recordingSink(Infinity);
+    const runner = new SinkRunner({ sinks: [sink], log: captureLog().log, retryInitialMs: 10, retryMaxMs: 10, current: () => [] });
+    const r = rec('gone');
+    runner.offer(r, stapleFor());
+    await until(() => sink.attempts >= 3, 'retrying');
+    await runner.forget(r);
+    await runner.idle();
+    const after = sink.attempts;
+    await new Promise((res) => setTimeout(res, 200)); // twenty retry intervals
+    assert.ok(sink.attempts <= after + 1, `still retrying after removal: ${after} then ${sink.attempts}`);
     await runner.stop();
   });
 
