@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDemoPki, demoStatuses, writeDemoPki, type DemoPki, type DemoPkiFiles } from '../../src/demo/ca.js';
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
@@ -21,7 +21,7 @@ const bins = suiteBinaries(['curl', 'nginx', 'openssl'], 'the proxy and learning
 const UNAUTHORIZED = Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x06]);
 
 /** A SHA-1 CertID request, as nginx, HAProxy and Apache build them (no nonce). */
-const requestFor = (pki: DemoPki, leaf: 'good' | 'mustStaple') => Buffer.from(buildOcspRequest([computeCertId(pki.leaves[leaf].der, pki.issuer.der, 'sha1')]));
+const requestFor = (pki: DemoPki, leaf: 'good' | 'mustStaple' | 'revoked') => Buffer.from(buildOcspRequest([computeCertId(pki.leaves[leaf].der, pki.issuer.der, 'sha1')]));
 
 /** A demo CA and its responder (the upstream), in a fresh temp dir. */
 async function setup(prefix: string): Promise<{ tmp: Awaited<ReturnType<typeof tempDir>>; pki: DemoPki; files: DemoPkiFiles; responder: DemoResponder }> {
@@ -204,6 +204,8 @@ describe('learning mode with openssl ocsp as the trusted issuer\'s responder', {
       listen: { host: '127.0.0.1', port: 0 },
       dataDir: join(tmp.dir, 'var'),
       learning: { issuers: [{ certificate: files.issuer, responder: `http://127.0.0.1:${upstreamPort}/` }] },
+      sinks: { files: [{ path: join(tmp.dir, 'staples', '{name}.der') }, { path: '{chain}.ocsp' }] },
+      hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_NAME" >> ${join(tmp.dir, 'hook.out')}`] } },
     });
     daemon = await startStaplerd(config);
     await daemon.waitReady(15_000);
@@ -229,5 +231,16 @@ describe('learning mode with openssl ocsp as the trusted issuer\'s responder', {
     const metrics = await (await daemon!.get('/metrics')).text();
     const fetches = [...metrics.matchAll(/^staplerd_fetch_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
     assert.equal(fetches, 1, 'one upstream fetch');
+  });
+
+  test('a learned revoked certificate runs no hook and gets no staple file (learning.hooks and learning.sinks default off)', async () => {
+    const r = await daemon!.get('/ocsp', { method: 'POST', body: requestFor(pki, 'revoked'), headers: { 'content-type': 'application/ocsp-request' } });
+    const body = Buffer.from(await r.arrayBuffer());
+    assert.ok(body.length > 100, 'the revoked staple is served');
+    // The sinks and hooks run right after the staple is committed; give them time to (wrongly) act.
+    await sleep(1000);
+    assert.equal(await readFile(join(tmp!.dir, 'hook.out'), 'utf8').catch(() => ''), '', 'no hook ran');
+    assert.deepEqual(await readdir(join(tmp!.dir, 'staples')).catch(() => []), [], 'no staple file');
+    assert.ok(!daemon!.logs().some((l) => /\{chain\}/.test(l.msg)), 'learned ones are not even offered to the sinks');
   });
 });
