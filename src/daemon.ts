@@ -134,6 +134,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     retryInitialMs: cfg.sinks.retryInitialMs,
     retryMaxMs: cfg.sinks.retryMaxMs,
     current: () => stapler.current(),
+    learned: cfg.learning.sinks,
     onResult: (sink, result) => metrics.sinkPushed(sink, result),
   });
   const hooks = new HookRunner({
@@ -142,15 +143,31 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     list: () => stapler.list(),
     marginSeconds: cfg.refresh.marginSeconds,
     now: () => clock.now(),
+    clock,
+    learned: cfg.learning.hooks,
     onResult: (event, result) => metrics.hookRan(event, result),
   });
   // Subscribed before start, so staples loaded from disk reach the sinks at once (issue 3: "and at start").
   stapler.onStaple((r, s) => sinks.offer(r, s));
   stapler.onStaple((r, s, why) => hooks.onStaple(r, s, why));
+  stapler.onRemoved((r, next) => {
+    void sinks.forget(r, next);
+    hooks.forget(r.name);
+  });
 
   const trusted = await loadTrustedIssuers(cfg.learning, cfg.source);
   const learner = trusted.length
-    ? new Learner({ stapler, issuers: trusted, maxEntries: cfg.learning.maxEntries, idleTimeoutSeconds: cfg.learning.idleTimeoutSeconds, clock, log })
+    ? new Learner({
+        stapler,
+        issuers: trusted,
+        maxEntries: cfg.learning.maxEntries,
+        idleTimeoutSeconds: cfg.learning.idleTimeoutSeconds,
+        maxNewPerMinute: cfg.learning.maxNewPerMinute,
+        newBurst: cfg.learning.newBurst,
+        failureTtlSeconds: cfg.learning.failureTtlSeconds,
+        clock,
+        log,
+      })
     : undefined;
   const records = await loadAllRecords(cfg, log);
   await bootstrapStapleFiles(fileSinks, records, log);

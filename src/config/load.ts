@@ -88,7 +88,7 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
         path: fs.path.startsWith('{') ? fs.path : path(fs.path),
         ...(fs.certificates && { certificates: fs.certificates }),
         createEmpty: fs.createEmpty,
-        ...(fs.reload && { reload: { command: fs.reload.command, debounceMs: seconds(fs.reload.debounce) * 1000, timeoutMs: seconds(fs.reload.timeout) * 1000 } }),
+        ...(fs.reload && { reload: { command: fs.reload.command, debounceMs: seconds(fs.reload.debounce) * 1000, timeoutMs: seconds(fs.reload.timeout) * 1000, env: fs.reload.env } }),
       })),
       haproxy: doc.sinks.haproxy.map((h: any) => ({
         socket: h.socket,
@@ -102,7 +102,16 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
     hooks: Object.fromEntries(
       Object.entries(doc.hooks).map(([k, h]: [string, any]) => [
         k,
-        { ...(h.command && { command: h.command }), ...(h.url && { url: h.url }), timeoutMs: seconds(h.timeout) * 1000, ...(h.within !== undefined && { withinSeconds: seconds(h.within) }) },
+        {
+          ...(h.command && { command: h.command }),
+          ...(h.url && { url: h.url }),
+          timeoutMs: seconds(h.timeout) * 1000,
+          ...(h.within !== undefined && { withinSeconds: seconds(h.within) }),
+          maxPerMinute: h.maxPerMinute,
+          burst: h.burst,
+          concurrency: h.concurrency,
+          env: h.env,
+        },
       ]),
     ),
     learning: {
@@ -114,6 +123,11 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
       })),
       idleTimeoutSeconds: seconds(doc.learning.idleTimeout),
       maxEntries: doc.learning.maxEntries,
+      maxNewPerMinute: doc.learning.maxNewPerMinute,
+      newBurst: doc.learning.newBurst,
+      failureTtlSeconds: seconds(doc.learning.failureTtl),
+      hooks: doc.learning.hooks,
+      sinks: doc.learning.sinks,
     },
     store: {
       kind: doc.store.kind,

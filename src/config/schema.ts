@@ -32,6 +32,8 @@ const directory = {
 
 const certFilter = { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 } as const;
 const command = { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 } as const;
+/** Names of environment variables a child process may inherit (issue 12 item 9: nothing else is passed). */
+const envAllow = { type: 'array', items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' }, maxItems: 64, default: [] } as const;
 
 const fileSink = {
   type: 'object',
@@ -45,7 +47,7 @@ const fileSink = {
       type: 'object',
       additionalProperties: false,
       required: ['command'],
-      properties: { command, debounce: { ...duration, default: '2s' }, timeout: { ...duration, default: '30s' } },
+      properties: { command, debounce: { ...duration, default: '2s' }, timeout: { ...duration, default: '30s' }, env: envAllow },
     },
   },
 } as const;
@@ -65,7 +67,15 @@ const haproxySink = {
 const hook = {
   type: 'object',
   additionalProperties: false,
-  properties: { command, url: { type: 'string', pattern: '^https?://' }, timeout: { ...duration, default: '10s' } },
+  properties: {
+    command,
+    url: { type: 'string', pattern: '^https?://' },
+    timeout: { ...duration, default: '10s' },
+    maxPerMinute: { ...posInt, default: 10 },
+    burst: { ...posInt, default: 10 },
+    concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 2 },
+    env: envAllow,
+  },
 } as const;
 
 export const configSchema = {
@@ -161,6 +171,11 @@ export const configSchema = {
         },
         idleTimeout: { ...duration, default: '1h' },
         maxEntries: { ...posInt, default: 10000 },
+        maxNewPerMinute: { ...posInt, default: 600 },
+        newBurst: { ...posInt, default: 100 },
+        failureTtl: { ...duration, default: '5m' },
+        hooks: { type: 'boolean', default: false },
+        sinks: { type: 'boolean', default: false },
       },
     },
     store: {
@@ -257,6 +272,8 @@ export interface ReloadConfig {
   command: string[];
   debounceMs: number;
   timeoutMs: number;
+  /** Environment variables passed through besides PATH, HOME, LANG, LC_*, TZ (see sinks/child-env.ts). */
+  env?: string[];
 }
 
 export interface FileSinkConfig {
@@ -286,6 +303,13 @@ export interface HookConfig {
   command?: string[];
   url?: string;
   timeoutMs: number;
+  /** Token bucket: runs refill at this rate, up to `burst` at once; runs beyond it are dropped and counted. */
+  maxPerMinute: number;
+  burst: number;
+  /** Runs (command and webhook together) at once; more wait, up to `burst`, beyond that dropped. */
+  concurrency: number;
+  /** Environment variables passed through to the command besides the base set (see sinks/child-env.ts). */
+  env: string[];
 }
 
 export interface HooksConfig {
@@ -304,6 +328,15 @@ export interface LearningConfig {
   issuers: LearningIssuerConfig[];
   idleTimeoutSeconds: number;
   maxEntries: number;
+  /** New certificates learned: a token bucket of this rate and burst; beyond it requests get tryLater. */
+  maxNewPerMinute: number;
+  newBurst: number;
+  /** A learned certificate whose first fetch failed is answered tryLater for this long, not refetched. */
+  failureTtlSeconds: number;
+  /** Run hooks for learned certificates (off: anyone could fire them by asking). */
+  hooks: boolean;
+  /** Push learned certificates' staples to the sinks (off: one file per certificate anyone asks about). */
+  sinks: boolean;
 }
 
 export interface RedisStoreConfig {

@@ -5,10 +5,11 @@ import { StaplerError } from '../errors.js';
 import type { LearningConfig } from '../config/schema.js';
 import { hash, toHex } from '../pki/bytes.js';
 import { parseCertificate, type CertInfo } from '../pki/certificate.js';
-import type { CertId } from '../pki/certid.js';
+import { certIdKey, type CertId } from '../pki/certid.js';
 import { certificatesFromPem } from '../pki/pem.js';
 import { boundedName, globToRegExp, type CertRecord } from '../sources/certificates.js';
 import type { Clock, Timer } from '../util/clock.js';
+import { DropReport, TokenBucket } from '../util/token-bucket.js';
 import type { Answer, Stapler } from './stapler.js';
 
 /** An issuer whose certificates may be learned, and the only responder they are ever fetched from. */
@@ -22,9 +23,21 @@ export interface LearnerOptions {
   issuers: TrustedIssuer[];
   maxEntries: number;
   idleTimeoutSeconds: number;
+  /** New certificates learned: a token bucket (default 600 a minute, 100 at once); beyond it, tryLater. */
+  maxNewPerMinute?: number;
+  newBurst?: number;
+  /** A certificate whose first fetch failed is answered tryLater for this long, not refetched (default 300). */
+  failureTtlSeconds?: number;
   clock: Clock;
   log: Logger;
 }
+
+/** The schema's defaults (config/schema.ts), for callers that build a Learner without a config. */
+const DEFAULTS = { maxNewPerMinute: 600, newBurst: 100, failureTtlSeconds: 300 };
+/** Learnings refused by the rate limit are logged at most once per this interval, with the count. */
+const DROP_LOG_INTERVAL_MS = 60_000;
+/** Eviction looks at most this many of the least recently used entries for one without a staple. */
+const EVICT_SCAN = 4096;
 
 const FAR_FUTURE = new Date(Date.UTC(9999, 0, 1));
 
@@ -73,11 +86,30 @@ export class Learner {
   readonly #lastUsed = new Map<string, number>();
   readonly #keyToName = new Map<string, string>();
   readonly #pending = new Map<string, Promise<void>>();
+  /**
+   * CertID keys answered tryLater without a fetch until a time (ms): a first fetch failed (for
+   * failureTtl), or the learning rate was exceeded (until the next token). Insertion order, bounded.
+   */
+  readonly #refused = new Map<string, number>();
+  readonly #bucket: TokenBucket;
+  readonly #drops: DropReport;
+  readonly #failureTtlMs: number;
+  readonly #tokenMs: number;
   #sweep: Timer | undefined;
 
   constructor(o: LearnerOptions) {
     if (!(o.maxEntries > 0) || !(o.idleTimeoutSeconds > 0)) throw new RangeError('Learner: maxEntries and idleTimeoutSeconds must be > 0');
+    const l = { ...DEFAULTS, ...o };
+    if (!(l.failureTtlSeconds > 0)) throw new RangeError('Learner: failureTtlSeconds must be > 0');
     this.#o = o;
+    this.#bucket = new TokenBucket({ perMinute: l.maxNewPerMinute, burst: l.newBurst, nowMs: o.clock.now().getTime() });
+    this.#tokenMs = Math.ceil(60_000 / l.maxNewPerMinute);
+    this.#failureTtlMs = l.failureTtlSeconds * 1000;
+    this.#drops = new DropReport({
+      clock: o.clock,
+      intervalMs: DROP_LOG_INTERVAL_MS,
+      report: (n) => o.log.warn({ refused: n }, `certificates not learned: over learning.maxNewPerMinute (${l.maxNewPerMinute}); answered tryLater`),
+    });
     for (const i of o.issuers) {
       for (const alg of ['sha1', 'sha256'] as const) this.#byIssuerKey.set(issuerKey(alg, hash(alg, i.cert.subjectNameDer), hash(alg, i.cert.publicKeyBits)), i);
     }
@@ -98,14 +130,28 @@ export class Learner {
 
   stop(): void {
     this.#sweep?.cancel();
+    this.#drops.stop();
   }
 
-  /** The Stapler's answer, noting use of learned entries so they stay fresh while asked for. */
+  /** Learnings refused by the rate limit so far. */
+  get refusedByRate(): number {
+    return this.#drops.total;
+  }
+
+  /**
+   * The Stapler's answer, noting use of learned entries so they stay fresh while asked for. While a
+   * certificate is being learned its entry already exists but has neither a staple nor (while its persisted
+   * staple is read and re-verified) a fetch running, so the Stapler says tryLater: a request arriving then
+   * waits for the learning instead (issue 11: a stampede of nginx workers got tryLater, i.e. 5 minutes
+   * without a staple each).
+   */
   answer(key: string): Answer {
     const a = this.#o.stapler.answer(key);
     const name = this.#keyToName.get(key);
-    if (name !== undefined) this.#touch(name);
-    return a;
+    if (name === undefined) return a.kind === 'unknown' && this.#isRefused(key) ? { kind: 'tryLater' } : a;
+    this.#touch(name);
+    const pending = a.kind === 'tryLater' ? this.#pending.get(name) : undefined;
+    return pending ? { kind: 'wait', until: pending } : a;
   }
 
   /** Learns the first CertID under a trusted issuer; false when none is (the caller answers unauthorized). */
@@ -116,17 +162,63 @@ export class Learner {
       const name = boundedName(`learned-${issuer.cert.fingerprint.slice(0, 12)}-${toHex(id.serialNumber)}`);
       const pending = this.#pending.get(name);
       if (pending) return pending.then(() => true);
-      if (this.#o.stapler.has(name)) return true;
-      this.#evictIfFull();
-      const record: CertRecord = { name, source: `learned from a request (issuer ${issuer.cert.subject})`, leaf: learnedLeaf(issuer.cert, id.serialNumber), issuer: issuer.cert, url: issuer.responder, learned: true };
-      const p = this.#o.stapler.addLearned(record).finally(() => this.#pending.delete(name));
-      this.#pending.set(name, p);
-      this.#touch(name);
-      for (const k of this.#o.stapler.keysOf(name)) this.#keyToName.set(k, name);
-      this.#o.log.info({ cert: name, issuer: issuer.cert.subject }, 'learning a certificate from a request');
-      await p;
+      // Known, or refused for now: the caller's lookup answers (a staple, or tryLater).
+      if (this.#o.stapler.has(name) || this.#isRefused(certIdKey(id))) return true;
+      const now = this.#o.clock.now().getTime();
+      if (!this.#bucket.take(now)) {
+        // Over the learning rate (issue 12 item 7): tryLater until the next token, counted and logged.
+        this.#refuse([certIdKey(id)], now + this.#tokenMs);
+        this.#drops.drop();
+        return true;
+      }
+      await this.#start(name, issuer, id);
       return true;
     }
+    return false;
+  }
+
+  /** Adds the entry, fetches it, and settles the outcome before anyone waiting on it looks again. */
+  #start(name: string, issuer: TrustedIssuer, id: CertId): Promise<void> {
+    this.#evictIfFull();
+    const record: CertRecord = { name, source: `learned from a request (issuer ${issuer.cert.subject})`, leaf: learnedLeaf(issuer.cert, id.serialNumber), issuer: issuer.cert, url: issuer.responder, learned: true };
+    const p = this.#o.stapler
+      .addLearned(record)
+      .then(() => this.#afterFirstFetch(name))
+      .finally(() => this.#pending.delete(name));
+    this.#pending.set(name, p);
+    this.#touch(name);
+    for (const k of this.#o.stapler.keysOf(name)) this.#keyToName.set(k, name);
+    this.#o.log.info({ cert: name, issuer: issuer.cert.subject }, 'learning a certificate from a request');
+    return p;
+  }
+
+  /**
+   * A first fetch that brought no staple is not retried on its own (issue 12 item 7: 100 unknown serials
+   * with the CA answering unauthorized made 200 fetches in 40 s, each retried on backoff): the entry goes,
+   * and its CertIDs are answered tryLater for failureTtl; a request after that learns it afresh.
+   */
+  #afterFirstFetch(name: string): void {
+    if (!this.#o.stapler.has(name) || this.#o.stapler.staple(name)) return;
+    const keys = this.#o.stapler.keysOf(name);
+    this.#forget(name);
+    this.#refuse(keys, this.#o.clock.now().getTime() + this.#failureTtlMs);
+    this.#o.log.info({ cert: name, retryAfterSeconds: this.#failureTtlMs / 1000 }, 'learned certificate got no staple on its first fetch: answering tryLater for a while');
+  }
+
+  #refuse(keys: readonly string[], until: number): void {
+    for (const k of keys) {
+      this.#refused.delete(k);
+      this.#refused.set(k, until);
+    }
+    // Two keys per certificate: bounded like the entries themselves.
+    while (this.#refused.size > this.#o.maxEntries * 2) this.#refused.delete(this.#refused.keys().next().value!);
+  }
+
+  #isRefused(key: string): boolean {
+    const until = this.#refused.get(key);
+    if (until === undefined) return false;
+    if (until > this.#o.clock.now().getTime()) return true;
+    this.#refused.delete(key);
     return false;
   }
 
@@ -140,6 +232,8 @@ export class Learner {
       dropped++;
     }
     if (dropped) this.#o.log.info({ dropped }, 'dropped idle learned certificates');
+    const now = this.#o.clock.now().getTime();
+    for (const [k, until] of this.#refused) if (until <= now) this.#refused.delete(k);
     return dropped;
   }
 
@@ -148,12 +242,28 @@ export class Learner {
     this.#lastUsed.set(name, this.#o.clock.now().getTime());
   }
 
+  /**
+   * At the bound, working entries (a servable staple, recently asked for) go last: the least recently
+   * used entry without a staple goes first, else the least recently used one. Entries being learned stay.
+   */
   #evictIfFull(): void {
     while (this.#lastUsed.size >= this.#o.maxEntries) {
-      const oldest = this.#lastUsed.keys().next().value;
-      if (oldest === undefined) return;
-      this.#forget(oldest);
+      const victim = this.#victim();
+      if (victim === undefined) return;
+      this.#forget(victim);
     }
+  }
+
+  #victim(): string | undefined {
+    let oldest: string | undefined;
+    let seen = 0;
+    for (const name of this.#lastUsed.keys()) {
+      if (this.#pending.has(name)) continue;
+      oldest ??= name;
+      if (!this.#o.stapler.staple(name)) return name;
+      if (++seen >= EVICT_SCAN) break;
+    }
+    return oldest;
   }
 
   #forget(name: string): void {

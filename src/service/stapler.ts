@@ -41,6 +41,8 @@ export interface StaplerOptions {
 const PRIME_CONCURRENCY = 32;
 
 export type StapleListener = (record: CertRecord, staple: Staple, why: 'fetched' | 'loaded') => void;
+/** A certificate left (removed, dropped when idle), or `next` replaced it under the same name. */
+export type RemovalListener = (record: CertRecord, next: CertRecord | undefined) => void;
 
 /**
  * The service's front: wires the index (CertIndex), the refresh cycle (Refresher, fetching through
@@ -58,6 +60,7 @@ export class Stapler {
   readonly #adopter: FleetAdopter;
   readonly #coordinator: FetchCoordinator;
   readonly #listeners: StapleListener[] = [];
+  readonly #removalListeners: RemovalListener[] = [];
   #started = false;
 
   constructor(o: StaplerOptions) {
@@ -80,6 +83,11 @@ export class Stapler {
     this.#listeners.push(l);
   }
 
+  /** Sinks clear what they hold for a removed certificate (issue 12 item 8). */
+  onRemoved(l: RemovalListener): void {
+    this.#removalListeners.push(l);
+  }
+
   /**
    * Replaces the set of configured certificates: unchanged ones keep their staple and schedule; a changed
    * one (renewed, new issuer or URL) starts afresh and its old persisted staple is dropped. Learned
@@ -87,7 +95,8 @@ export class Stapler {
    */
   async setRecords(records: CertRecord[]): Promise<void> {
     const { added, removed } = this.#index.sync(records);
-    for (const r of removed) this.#forget(r.entry, r.dropPersisted);
+    const byName = new Map(records.map((r) => [r.name, r]));
+    for (const r of removed) this.#forget(r.entry, r.dropPersisted, byName.get(r.entry.record.name));
     if (this.#started) await this.#primeAll(added);
   }
 
@@ -186,10 +195,17 @@ export class Stapler {
     return e;
   }
 
-  #forget(e: Entry, dropPersisted: string | undefined): void {
+  #forget(e: Entry, dropPersisted: string | undefined, next?: CertRecord): void {
     this.#refresher.forget(e.record.name);
     if (dropPersisted) this.#persistence.drop(dropPersisted);
     this.#o.log.info({ cert: e.record.name }, 'certificate removed');
+    for (const l of this.#removalListeners) {
+      try {
+        l(e.record, next);
+      } catch (err) {
+        this.#o.log.error({ cert: e.record.name, err }, 'removal listener failed');
+      }
+    }
   }
 
   /**

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { StaplerError } from '../errors.js';
@@ -7,6 +7,7 @@ import type { FileSinkConfig, ReloadConfig } from '../config/schema.js';
 import type { Staple } from '../service/staple.js';
 import type { CertRecord } from '../sources/certificates.js';
 import { atomicWrite } from '../util/atomic-write.js';
+import { childEnv } from './child-env.js';
 import { filterAccepts, haproxyAcceptable, type StapleSink } from './sink.js';
 
 /** `{name}`, `{chain}`, `{fingerprint}` in a path template. */
@@ -23,16 +24,45 @@ export class FileSink implements StapleSink {
   readonly name: string;
   readonly #c: FileSinkConfig;
   readonly #reload: DebouncedCommand | undefined;
+  readonly #log: Logger;
+  readonly #usesChain: boolean;
+  #chainWarned = false;
 
   constructor(c: FileSinkConfig, log: Logger) {
     if (!c.path) throw new RangeError('FileSink: path is required');
     this.#c = c;
     this.name = `file:${c.path}`;
-    this.#reload = c.reload ? new DebouncedCommand(c.reload, log.child({ sink: this.name })) : undefined;
+    this.#log = log.child({ sink: this.name });
+    this.#usesChain = c.path.includes('{chain}');
+    this.#reload = c.reload ? new DebouncedCommand(c.reload, this.#log) : undefined;
   }
 
   accepts(r: CertRecord, s: Staple): boolean {
-    return filterAccepts(this.#c.certificates, r) && haproxyAcceptable(s);
+    return filterAccepts(this.#c.certificates, r) && haproxyAcceptable(s) && this.#hasPath(r);
+  }
+
+  /**
+   * `{chain}` is the certificate's bundle file; a learned certificate has none (it was expanded to a
+   * relative junk path from its description): skipped, said once per sink.
+   */
+  #hasPath(r: CertRecord): boolean {
+    if (!this.#usesChain || !r.learned) return true;
+    if (!this.#chainWarned) this.#log.warn({ cert: r.name }, 'file sink path uses {chain}, and learned certificates have no chain file: skipping them (use {name} or {fingerprint})');
+    this.#chainWarned = true;
+    return false;
+  }
+
+  /** Deletes the staple file of a removed certificate, unless its replacement writes to the same path. */
+  async remove(r: CertRecord, next: CertRecord | undefined): Promise<void> {
+    if (!filterAccepts(this.#c.certificates, r) || (this.#usesChain && r.learned)) return;
+    const path = stapleFilePath(this.#c.path, r);
+    if (next && stapleFilePath(this.#c.path, next) === path) return;
+    try {
+      await unlink(path);
+      this.#log.info({ cert: r.name, path }, 'removed the staple file of a removed certificate');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StaplerError('SINK_WRITE', `${path}: ${(e as Error).message}`, { cause: e });
+    }
   }
 
   async push(r: CertRecord, s: Staple): Promise<void> {
@@ -128,7 +158,8 @@ export class DebouncedCommand {
     const [cmd, ...args] = this.#c.command as [string, ...string[]];
     this.runs++;
     return new Promise((resolve) => {
-      execFile(cmd, args, { timeout: this.#c.timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout, stderr) => {
+      // No secrets from staplerd's environment (issue 12 item 9): the base set and the allow-list only.
+      execFile(cmd, args, { env: childEnv(this.#c.env ?? [], {}), timeout: this.#c.timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout, stderr) => {
         const output = `${stdout}${stderr}`.trim().slice(0, 2000);
         const code = err ? ((err as NodeJS.ErrnoException & { code?: unknown }).code ?? 'error') : 0;
         if (err) this.#log.error({ command: this.#c.command, exitCode: code, output, code: 'SINK_RELOAD' }, 'reload command failed');

@@ -6,6 +6,9 @@ import type { HookConfig, HooksConfig } from '../config/schema.js';
 import { servableUntil } from '../pki/freshness.js';
 import type { CertificateView, Staple } from '../service/staple.js';
 import type { CertRecord } from '../sources/certificates.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { DropReport, TokenBucket } from '../util/token-bucket.js';
+import { childEnv } from './child-env.js';
 
 export type HookEvent = 'revoked' | 'must_staple_expiring';
 
@@ -16,7 +19,66 @@ export interface HookRunnerOptions {
   list: () => CertificateView[];
   marginSeconds: number;
   now: () => Date;
-  onResult?: (event: HookEvent, result: 'ok' | 'error') => void;
+  /** Timers for the dropped-runs report, and the rate limit's time; default the system clock. */
+  clock?: Clock;
+  /** Run hooks for learned certificates too (learning.hooks); off by default: anyone can make one learned. */
+  learned?: boolean;
+  onResult?: (event: HookEvent, result: 'ok' | 'error' | 'dropped') => void;
+}
+
+/** Drops are logged at most once per this interval (with the count), not once each. */
+const DROP_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * One hook's limits (issue 12 item 6): a token bucket on starts, at most `concurrency` runs at once (a run
+ * is its command and its webhook request together), at most `burst` waiting; the rest are dropped,
+ * counted and reported.
+ */
+class HookLane {
+  readonly #h: HookConfig;
+  readonly #bucket: TokenBucket;
+  readonly #drops: DropReport;
+  readonly #clock: Clock;
+  readonly #queue: Array<() => Promise<void>> = [];
+  #running = 0;
+
+  constructor(h: HookConfig, clock: Clock, onDrops: (n: number) => void) {
+    if (!(h.concurrency >= 1)) throw new RangeError('HookLane: concurrency must be >= 1');
+    this.#h = h;
+    this.#clock = clock;
+    this.#bucket = new TokenBucket({ perMinute: h.maxPerMinute, burst: h.burst, nowMs: clock.now().getTime() });
+    this.#drops = new DropReport({ clock, intervalMs: DROP_LOG_INTERVAL_MS, report: onDrops });
+  }
+
+  get dropped(): number {
+    return this.#drops.total;
+  }
+
+  /** Starts (or queues) `run`; false when the limits dropped it. */
+  offer(run: () => Promise<void>): boolean {
+    if (!this.#bucket.take(this.#clock.now().getTime()) || this.#queue.length >= this.#h.burst) {
+      this.#drops.drop();
+      return false;
+    }
+    this.#queue.push(run);
+    this.#next();
+    return true;
+  }
+
+  stop(): void {
+    this.#drops.stop();
+  }
+
+  #next(): void {
+    while (this.#running < this.#h.concurrency && this.#queue.length > 0) {
+      const run = this.#queue.shift()!;
+      this.#running++;
+      void run().finally(() => {
+        this.#running--;
+        this.#next();
+      });
+    }
+  }
 }
 
 /**
@@ -34,9 +96,22 @@ export class HookRunner {
   readonly #warned = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   readonly #inflight = new Set<Promise<void>>();
+  readonly #lanes = new Map<HookEvent, HookLane>();
 
   constructor(o: HookRunnerOptions) {
     this.#o = o;
+    const clock = o.clock ?? systemClock;
+    const lanes: Array<[HookEvent, HookConfig | undefined]> = [['revoked', o.hooks.revoked], ['must_staple_expiring', o.hooks.mustStapleExpiring]];
+    for (const [event, h] of lanes) {
+      if (!h) continue;
+      const report = (n: number) => o.log.warn({ hook: event, dropped: n, code: 'HOOK_FAILED' }, `hook runs dropped by the limit (at most ${h.maxPerMinute}/min, ${h.concurrency} at once)`);
+      this.#lanes.set(event, new HookLane(h, clock, report));
+    }
+  }
+
+  /** Runs dropped by the rate and concurrency limits, per event (tests, status). */
+  dropped(event: HookEvent): number {
+    return this.#lanes.get(event)?.dropped ?? 0;
   }
 
   get enabled(): boolean {
@@ -45,6 +120,7 @@ export class HookRunner {
 
   /** Staple listener: a persisted staple seeds the known status; a fetched one may be a transition. */
   onStaple(record: CertRecord, staple: Staple, why: 'fetched' | 'loaded'): void {
+    if (record.learned && !this.#o.learned) return;
     const wasRevoked = this.#revoked.has(record.name);
     if (staple.status.kind !== 'revoked') {
       this.#revoked.delete(record.name);
@@ -54,6 +130,12 @@ export class HookRunner {
     if (why !== 'fetched' || wasRevoked || !this.#o.hooks.revoked) return;
     const at = staple.status.at.toISOString();
     this.#fire('revoked', this.#o.hooks.revoked, { name: record.name, serial: record.leaf.serialHex, subject: record.leaf.subject, revokedAt: at, nextUpdate: staple.nextUpdate.toISOString() });
+  }
+
+  /** A certificate was removed: forget its remembered status. */
+  forget(name: string): void {
+    this.#revoked.delete(name);
+    this.#warned.delete(name);
   }
 
   start(): void {
@@ -79,6 +161,7 @@ export class HookRunner {
     const names = new Set(views.map((v) => v.name));
     for (const n of this.#warned.keys()) if (!names.has(n)) this.#warned.delete(n);
     for (const v of views) {
+      // Learned certificates never reach here: they are known by CertID only, so never must-staple.
       if (!v.mustStaple || !v.ocspUrl || v.state === 'expired') continue;
       const end = v.nextUpdate ? servableUntil(Date.parse(v.nextUpdate), this.#o.marginSeconds, v.thisUpdate ? Date.parse(v.thisUpdate) : undefined) : -Infinity;
       const servable = v.state === 'good' || v.state === 'revoked';
@@ -92,35 +175,41 @@ export class HookRunner {
 
   async stop(): Promise<void> {
     clearTimeout(this.#timer);
+    for (const lane of this.#lanes.values()) lane.stop();
     await Promise.allSettled([...this.#inflight]);
   }
 
   #fire(event: HookEvent, h: HookConfig, details: Record<string, string>): void {
     const log = this.#o.log.child({ hook: event, cert: details.name });
-    const runs: Array<Promise<void>> = [];
-    if (h.command) runs.push(runCommand(h.command, event, details, h.timeoutMs));
-    if (h.url) runs.push(postJson(h.url, { event, ...details }, h.timeoutMs));
-    const p = Promise.all(runs).then(
-      () => {
-        log.info({ details }, 'hook ran');
-        this.#o.onResult?.(event, 'ok');
-      },
-      (err: Error) => {
-        log.error({ err: err.message, code: 'HOOK_FAILED' }, 'hook failed');
-        this.#o.onResult?.(event, 'error');
-      },
-    );
-    this.#inflight.add(p);
-    void p.finally(() => this.#inflight.delete(p));
+    const run = (): Promise<void> => {
+      const runs: Array<Promise<void>> = [];
+      if (h.command) runs.push(runCommand(h.command, event, details, h));
+      if (h.url) runs.push(postJson(h.url, { event, ...details }, h.timeoutMs));
+      const p = Promise.all(runs).then(
+        () => {
+          log.info({ details }, 'hook ran');
+          this.#o.onResult?.(event, 'ok');
+        },
+        (err: Error) => {
+          log.error({ err: err.message, code: 'HOOK_FAILED' }, 'hook failed');
+          this.#o.onResult?.(event, 'error');
+        },
+      );
+      this.#inflight.add(p);
+      void p.finally(() => this.#inflight.delete(p));
+      return p;
+    };
+    if (!this.#lanes.get(event)?.offer(run)) this.#o.onResult?.(event, 'dropped');
   }
 }
 
-function runCommand(command: string[], event: HookEvent, details: Record<string, string>, timeoutMs: number): Promise<void> {
-  const env: NodeJS.ProcessEnv = { ...process.env, STAPLERD_EVENT: event };
-  for (const [k, v] of Object.entries(details)) env[`STAPLERD_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`] = v;
+function runCommand(command: string[], event: HookEvent, details: Record<string, string>, h: HookConfig): Promise<void> {
+  const vars: Record<string, string> = { STAPLERD_EVENT: event };
+  for (const [k, v] of Object.entries(details)) vars[`STAPLERD_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`] = v;
+  const env = childEnv(h.env ?? [], vars);
   const [cmd, ...args] = command as [string, ...string[]];
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { env, timeout: timeoutMs, maxBuffer: 64 * 1024 }, (err, _out, stderr) => (err ? reject(new Error(`${cmd}: ${err.message} ${stderr}`.trim())) : resolve()));
+    execFile(cmd, args, { env, timeout: h.timeoutMs, maxBuffer: 64 * 1024 }, (err, _out, stderr) => (err ? reject(new Error(`${cmd}: ${err.message} ${stderr}`.trim())) : resolve()));
   });
 }
 

@@ -11,6 +11,8 @@ export interface SinkRunnerOptions {
   retryMaxMs: number;
   /** Every servable staple now, for a full re-push after the other side restarted. */
   current: () => Array<[CertRecord, Staple]>;
+  /** Deliver learned certificates' staples too (learning.sinks); off by default: anyone can have one learned. */
+  learned?: boolean;
   /** Called after each push attempt (metrics). */
   onResult?: (sink: string, result: string) => void;
 }
@@ -25,6 +27,9 @@ interface Lane {
   failures: Map<string, number>;
   retryAt: Map<string, number>;
   lastCode: Map<string, string>;
+  /** The certificate being pushed now, and whether it was removed meanwhile (then a failure is not retried). */
+  inFlight: string | undefined;
+  removedInFlight: boolean;
   unwatch: (() => void) | undefined;
 }
 
@@ -50,6 +55,8 @@ export class SinkRunner {
       failures: new Map(),
       retryAt: new Map(),
       lastCode: new Map(),
+      inFlight: undefined,
+      removedInFlight: false,
       unwatch: undefined,
     }));
   }
@@ -63,6 +70,7 @@ export class SinkRunner {
   }
 
   offer(record: CertRecord, staple: Staple): void {
+    if (record.learned && !this.#o.learned) return;
     for (const lane of this.#lanes) {
       if (!lane.sink.accepts(record, staple)) continue;
       lane.pending.set(record.name, [record, staple]);
@@ -77,12 +85,35 @@ export class SinkRunner {
     for (const lane of this.#lanes) {
       if (sinkName && lane.sink.name !== sinkName) continue;
       for (const [r, s] of all) {
-        if (!lane.sink.accepts(r, s)) continue;
+        if ((r.learned && !this.#o.learned) || !lane.sink.accepts(r, s)) continue;
         lane.pending.set(r.name, [r, s]);
         lane.retryAt.delete(r.name);
       }
       this.#kick(lane);
     }
+  }
+
+  /**
+   * A certificate was removed (or replaced by `next` under the same name): forget what is waiting or
+   * backing off for it, so a failing push stops retrying (issue 12 item 8), and let each sink clear what
+   * it wrote for it.
+   */
+  forget(record: CertRecord, next?: CertRecord): Promise<void> {
+    const removals: Array<Promise<void>> = [];
+    for (const lane of this.#lanes) {
+      lane.pending.delete(record.name);
+      if (lane.inFlight === record.name) lane.removedInFlight = true;
+      lane.failures.delete(record.name);
+      lane.retryAt.delete(record.name);
+      lane.lastCode.delete(record.name);
+      if (!lane.sink.remove || (record.learned && !this.#o.learned)) continue;
+      removals.push(
+        lane.sink.remove(record, next).catch((err: unknown) => {
+          this.#o.log.warn({ sink: lane.sink.name, cert: record.name, code: errorCode(err, 'SINK_WRITE'), err: (err as Error).message }, 'sink could not clear a removed certificate');
+        }),
+      );
+    }
+    return Promise.all(removals).then(() => undefined);
   }
 
   /** Waits until no lane is pushing (tests, and a flush at stop). Items waiting for a retry stay queued. */
@@ -129,11 +160,15 @@ export class SinkRunner {
       if (this.#stopped) return;
       if ((lane.retryAt.get(name) ?? 0) > Date.now()) continue; // backing off: the others go first
       lane.pending.delete(name);
+      lane.inFlight = name;
+      lane.removedInFlight = false;
       try {
         await lane.sink.push(item[0], item[1]);
         this.#succeeded(lane, name);
       } catch (err) {
         this.#failed(lane, name, item, err);
+      } finally {
+        lane.inFlight = undefined;
       }
     }
   }
@@ -148,6 +183,7 @@ export class SinkRunner {
   #failed(lane: Lane, name: string, item: [CertRecord, Staple], err: unknown): void {
     const code = errorCode(err, 'SINK_WRITE');
     this.#o.onResult?.(lane.sink.name, code);
+    if (lane.removedInFlight) return; // removed meanwhile: nothing to retry
     if (!lane.pending.has(name)) lane.pending.set(name, item); // retry it, unless a newer staple came
     const n = (lane.failures.get(name) ?? 0) + 1;
     lane.failures.set(name, n);

@@ -13,6 +13,11 @@ export interface StapleSink {
   push(record: CertRecord, staple: Staple): Promise<void>;
   /** Calls `onReset` when the other side lost what it was given (HAProxy restarted): push everything again. */
   watch?(onReset: () => void): () => void;
+  /**
+   * The certificate is gone (removed from the config, or a learned one dropped): clear what was written
+   * for it. `next` is the certificate replacing it under the same name, if any (a renewal).
+   */
+  remove?(record: CertRecord, next: CertRecord | undefined): Promise<void>;
   close?(): Promise<void>;
 }
 

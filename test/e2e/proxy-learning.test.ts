@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDemoPki, demoStatuses, writeDemoPki, type DemoPki, type DemoPkiFiles } from '../../src/demo/ca.js';
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
@@ -13,7 +13,7 @@ import { computeCertId } from '../../src/pki/certid.js';
 import { buildOcspRequest } from '../../src/pki/request.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, sleep, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
+  Child, freePort, run, sleep, startOpensslResponder, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
 } from '../helpers/processes.js';
 import { nginxConf } from '../helpers/nginx.js';
 
@@ -21,7 +21,7 @@ const bins = suiteBinaries(['curl', 'nginx', 'openssl'], 'the proxy and learning
 const UNAUTHORIZED = Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x06]);
 
 /** A SHA-1 CertID request, as nginx, HAProxy and Apache build them (no nonce). */
-const requestFor = (pki: DemoPki, leaf: 'good' | 'mustStaple') => Buffer.from(buildOcspRequest([computeCertId(pki.leaves[leaf].der, pki.issuer.der, 'sha1')]));
+const requestFor = (pki: DemoPki, leaf: 'good' | 'mustStaple' | 'revoked') => Buffer.from(buildOcspRequest([computeCertId(pki.leaves[leaf].der, pki.issuer.der, 'sha1')]));
 
 /** A demo CA and its responder (the upstream), in a fresh temp dir. */
 async function setup(prefix: string): Promise<{ tmp: Awaited<ReturnType<typeof tempDir>>; pki: DemoPki; files: DemoPkiFiles; responder: DemoResponder }> {
@@ -183,5 +183,64 @@ describe('learning mode: nginx asks for a certificate staplerd was never configu
     assert.ok(Buffer.from(await r.arrayBuffer()).equals(UNAUTHORIZED), 'GET as nginx sends it');
     assert.equal(s!.responder.stats.requests, before);
     assert.equal((await daemon!.json<{ certificates: CertificateView[] }>('/v1/certificates')).certificates.length, 2, 'nothing learned');
+  });
+});
+
+describe('learning mode with openssl ocsp as the trusted issuer\'s responder', { skip: bins.skip, timeout: 40_000 }, () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>> | undefined;
+  let pki: DemoPki;
+  let upstream: Child | undefined;
+  let daemon: Staplerd | undefined;
+
+  before(async () => {
+    const openssl = bins.path('openssl');
+    tmp = await tempDir('learning-openssl');
+    const upstreamPort = await freePort();
+    const now = new Date();
+    pki = createDemoPki({ now, ocspUrl: `http://127.0.0.1:${upstreamPort}/` });
+    const files = await writeDemoPki(pki, join(tmp.dir, 'pki'), now);
+    upstream = await startOpensslResponder(openssl, { index: files.index, issuer: files.issuer, signer: files.ocspSigner, signerKey: files.ocspSignerKey }, upstreamPort);
+    const config = await writeStaplerdConfig(tmp.dir, {
+      listen: { host: '127.0.0.1', port: 0 },
+      dataDir: join(tmp.dir, 'var'),
+      learning: { issuers: [{ certificate: files.issuer, responder: `http://127.0.0.1:${upstreamPort}/` }] },
+      sinks: { files: [{ path: join(tmp.dir, 'staples', '{name}.der') }, { path: '{chain}.ocsp' }] },
+      hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_NAME" >> ${join(tmp.dir, 'hook.out')}`] } },
+    });
+    daemon = await startStaplerd(config);
+    await daemon.waitReady(15_000);
+  });
+
+  after(async () => {
+    await daemon?.stop('SIGTERM').catch(() => daemon?.stop('SIGKILL'));
+    await upstream?.stop('SIGTERM').catch(() => upstream?.stop('SIGKILL'));
+    await tmp?.cleanup();
+  });
+
+  test('a hundred concurrent POSTs for a new certificate all get the staple, from one upstream fetch', async () => {
+    const req = requestFor(pki, 'good');
+    const answers = await Promise.all(Array.from({ length: 100 }, async () => {
+      const r = await daemon!.get('/ocsp', { method: 'POST', body: req, headers: { 'content-type': 'application/ocsp-request' } });
+      return Buffer.from(await r.arrayBuffer());
+    }));
+    const { certificates } = await daemon!.json<{ certificates: CertificateView[] }>('/v1/certificates');
+    assert.equal(certificates.length, 1, `learned: ${certificates.map((c) => c.name).join(', ')}`);
+    const staple = Buffer.from(await (await daemon!.get(`/v1/certificates/${certificates[0]!.name}/ocsp`)).arrayBuffer());
+    const missed = answers.filter((a) => !a.equals(staple)).length;
+    assert.equal(missed, 0, `${missed} of 100 did not get the staple`);
+    const metrics = await (await daemon!.get('/metrics')).text();
+    const fetches = [...metrics.matchAll(/^staplerd_fetch_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    assert.equal(fetches, 1, 'one upstream fetch');
+  });
+
+  test('a learned revoked certificate runs no hook and gets no staple file (learning.hooks and learning.sinks default off)', async () => {
+    const r = await daemon!.get('/ocsp', { method: 'POST', body: requestFor(pki, 'revoked'), headers: { 'content-type': 'application/ocsp-request' } });
+    const body = Buffer.from(await r.arrayBuffer());
+    assert.ok(body.length > 100, 'the revoked staple is served');
+    // The sinks and hooks run right after the staple is committed; give them time to (wrongly) act.
+    await sleep(1000);
+    assert.equal(await readFile(join(tmp!.dir, 'hook.out'), 'utf8').catch(() => ''), '', 'no hook ran');
+    assert.deepEqual(await readdir(join(tmp!.dir, 'staples')).catch(() => []), [], 'no staple file');
+    assert.ok(!daemon!.logs().some((l) => /\{chain\}/.test(l.msg)), 'learned ones are not even offered to the sinks');
   });
 });

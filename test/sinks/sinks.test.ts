@@ -36,6 +36,8 @@ function stapleFor(leaf = f.good, offsetMs = 0, status: 'good' | 'revoked' | 'un
   const der = buildSuccessfulResponse({ responses: [{ certId: f.certId(leaf), status: st, thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + 3600_000) }], signer: f.pki.ocspSigner, producedAt: f.now });
   return new Staple(verifyOcspResponse({ der, leaf, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300 } }), f.now);
 }
+/** The schema's default hook limits. */
+const LIMITS = { maxPerMinute: 10, burst: 10, concurrency: 2, env: [] as string[] };
 const rec = (name: string, source = `/etc/ssl/${name}.pem`): CertRecord => ({ name, source, leaf: f.good, issuer: f.issuer, url: 'http://127.0.0.1:9/' });
 
 describe('FileSink', () => {
@@ -68,6 +70,35 @@ describe('FileSink', () => {
     assert.equal(await readFile(join(d, 'b.pem.ocsp'), 'utf8'), 'keep');
     const plain = new FileSink({ path: '{chain}.ocsp', createEmpty: false }, captureLog().log);
     assert.deepEqual(await plain.createMissing([rec('z', join(d, 'z.pem'))]), [], 'only sinks with createEmpty create files');
+  });
+
+  test('removing a certificate deletes its staple file, unless its replacement writes the same path', async () => {
+    const d = await tmp();
+    const sink = new FileSink({ path: join(d, '{name}-{fingerprint}.der'), createEmpty: false }, captureLog().log);
+    await sink.push(rec('www'), stapleFor());
+    await sink.push(rec('api'), stapleFor());
+    const www = stapleFilePath(join(d, '{name}-{fingerprint}.der'), rec('www'));
+    const api = stapleFilePath(join(d, '{name}-{fingerprint}.der'), rec('api'));
+    await sink.remove(rec('api'), rec('api'));
+    assert.ok((await stat(api)).isFile(), 'replaced by a certificate with the same path: kept');
+    await sink.remove(rec('www'), undefined);
+    await assert.rejects(stat(www), /ENOENT/);
+    await sink.remove(rec('www'), undefined); // already gone: not an error
+    const renewed = { ...rec('api'), leaf: f.revoked };
+    await sink.remove(rec('api'), renewed);
+    await assert.rejects(stat(api), /ENOENT/, 'renewed under another fingerprint: the old path goes');
+  });
+
+  test('{chain} is skipped for learned certificates (they have no chain file), with one log line', async () => {
+    const cap = captureLog();
+    const sink = new FileSink({ path: '{chain}.ocsp', createEmpty: false }, cap.log);
+    const learned = { ...rec('learned-a', 'learned from a request (issuer CN=x)'), learned: true as const };
+    assert.equal(sink.accepts(learned, stapleFor()), false);
+    assert.equal(sink.accepts({ ...learned, name: 'learned-b' }, stapleFor()), false);
+    assert.equal(sink.accepts(rec('www'), stapleFor()), true, 'configured certificates have a chain file');
+    assert.equal(cap.lines.filter((l) => /\{chain\}/.test(l.msg)).length, 1);
+    const byName = new FileSink({ path: '/x/{name}.ocsp', createEmpty: false }, cap.log);
+    assert.equal(byName.accepts(learned, stapleFor()), true);
   });
 
   test('takes good and revoked staples, not unknown ones (HAProxy refuses those)', () => {
@@ -177,6 +208,38 @@ describe('SinkRunner', () => {
     await runner.stop();
   });
 
+  test('learned certificates go to the sinks only when learning.sinks is on', async () => {
+    const learned = { ...rec('learned-x'), learned: true as const };
+    const off = recordingSink(0);
+    const runner = new SinkRunner({ sinks: [off], log: captureLog().log, retryInitialMs: 20, retryMaxMs: 100, current: () => [[learned, stapleFor()]] });
+    runner.offer(learned, stapleFor());
+    runner.offer(rec('www'), stapleFor());
+    runner.resync();
+    await runner.idle();
+    assert.deepEqual(off.pushed.map((p) => p.split('@')[0]), ['www']);
+    await runner.stop();
+    const on = recordingSink(0);
+    const runner2 = new SinkRunner({ sinks: [on], log: captureLog().log, retryInitialMs: 20, retryMaxMs: 100, current: () => [], learned: true });
+    runner2.offer(learned, stapleFor());
+    await runner2.idle();
+    assert.deepEqual(on.pushed.map((p) => p.split('@')[0]), ['learned-x']);
+    await runner2.stop();
+  });
+
+  test('a failing push stops retrying once its certificate is removed', async () => {
+    const sink = recordingSink(Infinity);
+    const runner = new SinkRunner({ sinks: [sink], log: captureLog().log, retryInitialMs: 10, retryMaxMs: 10, current: () => [] });
+    const r = rec('gone');
+    runner.offer(r, stapleFor());
+    await until(() => sink.attempts >= 3, 'retrying');
+    await runner.forget(r);
+    await runner.idle();
+    const after = sink.attempts;
+    await new Promise((res) => setTimeout(res, 200)); // twenty retry intervals
+    assert.ok(sink.attempts <= after + 1, `still retrying after removal: ${after} then ${sink.attempts}`);
+    await runner.stop();
+  });
+
   test('resync pushes every current staple again', async () => {
     const sink = recordingSink(0);
     const runner = new SinkRunner({ sinks: [sink], log: captureLog().log, retryInitialMs: 20, retryMaxMs: 100, current: () => [[rec('a'), stapleFor()], [rec('b'), stapleFor()]] });
@@ -192,7 +255,7 @@ describe('HookRunner', () => {
     const d = await tmp();
     const out = join(d, 'hook.out');
     const hooks = new HookRunner({
-      hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME $STAPLERD_SERIAL" >> ${out}`], timeoutMs: 5000 } },
+      hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME $STAPLERD_SERIAL" >> ${out}`], timeoutMs: 5000, ...LIMITS } },
       log: captureLog().log,
       list: () => [],
       marginSeconds: 300,
@@ -220,7 +283,7 @@ describe('HookRunner', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`;
     const results: string[] = [];
-    const hooks = new HookRunner({ hooks: { revoked: { url, timeoutMs: 2000 } }, log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r) });
+    const hooks = new HookRunner({ hooks: { revoked: { url, timeoutMs: 2000, ...LIMITS } }, log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r) });
     hooks.onStaple(rec('www'), stapleFor(), 'fetched');
     hooks.onStaple(rec('www'), stapleFor(f.good, 0, 'revoked'), 'fetched');
     hooks.onStaple(rec('api'), stapleFor(), 'fetched');
@@ -248,7 +311,7 @@ describe('HookRunner', () => {
       }) as never;
     const views = [view('soon', 20 * 60_000), view('fine', 5 * 3600_000), view('none', null), view('plain', 60_000, false)];
     const hooks = new HookRunner({
-      hooks: { mustStapleExpiring: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME" >> ${out}`], timeoutMs: 5000, withinSeconds: 3600 } },
+      hooks: { mustStapleExpiring: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME" >> ${out}`], timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
       log: captureLog().log,
       list: () => views,
       marginSeconds: 300,
