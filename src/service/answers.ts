@@ -5,7 +5,7 @@ import type { CertRecord } from '../sources/certificates.js';
 import type { Clock } from '../util/clock.js';
 import type { CertIndex } from './cert-index.js';
 import type { Form } from './refresher.js';
-import { servableStaple, stateOf, viewOf, type CertificateView, type Entry, type Staple } from './staple.js';
+import { briefOf, servableStaple, stateOf, viewOf, type CertBrief, type CertificateView, type Entry, type Staple } from './staple.js';
 
 /**
  * What the OCSP routes answer for a CertID: the staple, or why not (mapped to OCSP statuses in http/).
@@ -83,6 +83,15 @@ export class StapleAnswers {
 
   list(): CertificateView[] {
     return [...this.#o.index.values()].map((e) => this.view(e));
+  }
+
+  /**
+   * Every certificate's brief, in no set order, built as the reader goes: a reader may pause between items
+   * (a Map iteration survives changes: removed entries are skipped, added ones come later).
+   */
+  *briefs(): IterableIterator<CertBrief> {
+    const now = this.#o.clock.now();
+    for (const e of this.#o.index.values()) yield briefOf(e, now, this.#o.refresh.marginSeconds);
   }
 
   view(e: Entry): CertificateView {

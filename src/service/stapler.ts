@@ -14,7 +14,7 @@ import { FleetAdopter } from './fleet-adopter.js';
 import { StaplePersistence } from './persistence.js';
 import { Refresher } from './refresher.js';
 import { StapleFetcher } from './staple-fetcher.js';
-import { stateOf, type CertificateView, type Entry, type Staple } from './staple.js';
+import { stateOf, type CertBrief, type CertificateView, type Entry, type Staple } from './staple.js';
 
 export type { Answer } from './answers.js';
 
@@ -154,6 +154,11 @@ export class Stapler {
 
   list(): CertificateView[] {
     return this.#answers.list();
+  }
+
+  /** See StapleAnswers.briefs. */
+  briefs(): IterableIterator<CertBrief> {
+    return this.#answers.briefs();
   }
 
   get(name: string): CertificateView | undefined {

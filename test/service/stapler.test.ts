@@ -95,6 +95,22 @@ describe('Stapler', () => {
     await r.stapler.stop();
   });
 
+  test('briefs agree with the views: state, must-staple and the held staple times of every certificate', async () => {
+    responder.setFault(null);
+    const r = await started(rig());
+    const briefs = new Map([...r.stapler.briefs()].map((b) => [b.name, b]));
+    assert.equal(briefs.size, 4);
+    for (const v of r.stapler.list()) {
+      const b = briefs.get(v.name)!;
+      assert.equal(b.state, v.state, v.name);
+      assert.equal(b.mustStaple, v.mustStaple, v.name);
+      assert.equal(b.nextUpdateMs, v.nextUpdate ? Date.parse(v.nextUpdate) : undefined, v.name);
+      assert.equal(b.thisUpdateMs, v.thisUpdate ? Date.parse(v.thisUpdate) : undefined, v.name);
+    }
+    assert.equal(briefs.get('mustStaple')!.mustStaple, true);
+    await r.stapler.stop();
+  });
+
   test('a SHA-256 CertID gets its own staple, fetched once when first asked for', async () => {
     responder.setFault(null);
     const r = await started(rig(), ['good']);
