@@ -18,8 +18,10 @@ Usage:
   staplerd config validate -c FILE              check a config file and its certificates, then exit
   staplerd bootstrap [-c FILE]                  create missing staple files (empty) for file sinks with
                                                 createEmpty, then exit: run it before HAProxy 2.6 starts
-  staplerd status [--url http://127.0.0.1:8080]  the certificate table of a running daemon (exit 1 if any
-                                                certificate is failing or revoked, 2 if unreachable)
+  staplerd status [--url http://127.0.0.1:8080] [--all] [--state failing,revoked] [--prefix NAME]
+                                                the certificate table of a running daemon, first 100 by
+                                                name or --all (exit 1 if any certificate is failing,
+                                                revoked or pending, 2 if unreachable)
   staplerd demo [--port 8080] [--dir DIR] [--once]
                                                 throwaway CA + OCSP responder + staplerd, for a first look
   staplerd demo-ca [--dir DIR] [--host 127.0.0.1] [--port 8889] [--url http://ca:8889/]
@@ -43,6 +45,9 @@ export function parseCommand(argv: string[]): Command {
       dir: { type: 'string' },
       host: { type: 'string' },
       once: { type: 'boolean' },
+      all: { type: 'boolean' },
+      state: { type: 'string' },
+      prefix: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
     },
@@ -60,7 +65,7 @@ export function parseCommand(argv: string[]): Command {
     case 'bootstrap':
       return { kind: 'bootstrap', config };
     case 'status':
-      return { kind: 'status', url: values.url ?? process.env.STAPLERD_URL ?? 'http://127.0.0.1:8080' };
+      return { kind: 'status', url: values.url ?? process.env.STAPLERD_URL ?? 'http://127.0.0.1:8080', all: values.all === true, state: values.state, prefix: values.prefix };
     case 'config':
       if (rest[0] !== 'validate') throw new UsageError('did you mean `staplerd config validate -c FILE`?');
       return { kind: 'validate', config };

@@ -122,7 +122,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     nonce: cfg.fetch.nonce,
     onFetch: (url, result, seconds) => metrics.fetched(url, result, seconds),
   });
-  const metrics = new Metrics(stapler, { marginSeconds: cfg.refresh.marginSeconds });
+  const metrics = new Metrics(stapler, { marginSeconds: cfg.refresh.marginSeconds, ...cfg.metrics });
   coordinator.onShared((fp) => void stapler.adoptShared(fp));
   // When Redis comes (back): share what we fetched meanwhile, take what others did.
   if (cfg.store.kind === 'redis') resyncShared = () => resyncWithFleet(coordinator as RedisCoordinator, stapler, log);

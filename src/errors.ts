@@ -71,6 +71,7 @@ export const ERRORS = {
   NO_STAPLE: { message: 'no valid staple held', http: 404 },
   UNAUTHORIZED: { message: 'missing or wrong admin token', http: 401 },
   ADMIN_DISABLED: { message: 'admin API disabled: no admin token configured', http: 403 },
+  BAD_CURSOR: { message: 'invalid page cursor: pass back the `next` value of the previous page', http: 400 },
 } as const satisfies Record<string, { message: string; http: number }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -12,7 +12,7 @@ export type Command =
   | { kind: 'serve'; config: string }
   | { kind: 'check'; chain: string; issuer: string | undefined; url: string | undefined; timeoutMs: number; out: string | undefined }
   | { kind: 'bootstrap'; config: string }
-  | { kind: 'status'; url: string }
+  | { kind: 'status'; url: string; all: boolean; state: string | undefined; prefix: string | undefined }
   | { kind: 'demo-ca'; dir: string; host: string; port: number; ocspUrl: string }
   | { kind: 'validate'; config: string }
   | { kind: 'demo'; port: number; dir: string | undefined; once: boolean }
@@ -63,7 +63,7 @@ export async function main(cmd: Command, usage: string): Promise<void> {
         process.exitCode = await runCheck({ chain: cmd.chain, issuer: cmd.issuer, url: cmd.url, timeoutMs: cmd.timeoutMs, out: cmd.out }, say, complain);
         return;
       case 'status':
-        process.exitCode = await runStatus(cmd.url, say, complain);
+        process.exitCode = await runStatus(cmd.url, say, complain, { all: cmd.all, state: cmd.state, prefix: cmd.prefix });
         return;
       case 'bootstrap': {
         const cfg = loadConfigFile(cmd.config);

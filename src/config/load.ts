@@ -83,6 +83,7 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
       connectionTimeoutMs: seconds(l.connectionTimeout) * 1000,
       keepAliveTimeoutMs: seconds(l.keepAliveTimeout) * 1000,
     },
+    metrics: { certificateSeriesLimit: doc.metrics.certificateSeriesLimit, attentionHorizonSeconds: seconds(doc.metrics.attentionHorizon) },
     sinks: {
       files: doc.sinks.files.map((fs: any) => ({
         path: fs.path.startsWith('{') ? fs.path : path(fs.path),

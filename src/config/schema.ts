@@ -217,6 +217,15 @@ export const configSchema = {
         keepAliveTimeout: { ...duration, default: '5s' },
       },
     },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        certificateSeriesLimit: { type: 'integer', minimum: 0, default: 1000 },
+        attentionHorizon: { ...duration, default: '2h' },
+      },
+    },
   },
 } as const;
 
@@ -266,6 +275,13 @@ export interface LimitsConfig {
   requestCacheEntries: number;
   connectionTimeoutMs: number;
   keepAliveTimeoutMs: number;
+}
+
+export interface MetricsConfig {
+  /** Certificates that get /metrics series of their own (failing, revoked, unknown, running out, must-staple), at most. */
+  certificateSeriesLimit: number;
+  /** A staple servable for less than this gets its certificate series of its own. */
+  attentionHorizonSeconds: number;
 }
 
 export interface ReloadConfig {
@@ -368,6 +384,7 @@ export interface Config {
   refresh: RefreshConfig;
   fetch: FetchConfig;
   limits: LimitsConfig;
+  metrics: MetricsConfig;
   sinks: SinksConfig;
   hooks: HooksConfig;
   learning: LearningConfig;

@@ -3,6 +3,14 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, isStaplerError, StaplerError, type ErrorCode } from '../errors.js';
 import type { Stapler } from '../service/stapler.js';
 import { OCSP_CONTENT_TYPE } from './ocsp-wire.js';
+import { listQuerySchema, pageHref, pageQuery, selectPage, type ListQueryString } from './catalog.js';
+
+/**
+ * Certificates per JSON page by default, and at most: a view is ~0.6 KB of JSON, so a page stays well
+ * under 1 MB even with long names and error messages.
+ */
+export const DEFAULT_PAGE = 100;
+export const MAX_PAGE = 500;
 
 export interface ApiRoutesOptions {
   stapler: Stapler;
@@ -41,7 +49,15 @@ export async function apiRoutes(app: FastifyInstance, o: ApiRoutesOptions): Prom
     return reply.code(r.ready ? 200 : 503).send({ ready: r.ready, waiting: r.waiting, waitingCount: r.waitingCount, mustStapleMissing: r.mustStapleMissing, mustStapleMissingCount: r.mustStapleMissingCount, store: r.store });
   });
 
-  app.get('/v1/certificates', async () => ({ certificates: stapler.list() }));
+  app.get<{ Querystring: ListQueryString }>('/v1/certificates', { schema: { querystring: listQuerySchema(MAX_PAGE) } }, async (req, reply) => {
+    const q = pageQuery(req.query, DEFAULT_PAGE);
+    const page = selectPage(stapler.briefs(), q);
+    // Views are built for this page only (the walk above builds none): same tick, so the states agree.
+    const certificates = page.names.map((n) => stapler.get(n)).filter((v) => v !== undefined);
+    // RFC 8288 §3: the next page as a link, beside `next` in the body.
+    if (page.next) void reply.header('link', `<${pageHref('/v1/certificates', q, page.next, req.query.limit !== undefined)}>; rel="next"`);
+    return { certificates, next: page.next, matched: page.matched, total: page.total, counts: page.counts };
+  });
 
   app.get<{ Params: { name: string } }>('/v1/certificates/:name', { schema: nameParam }, async (req) => {
     const v = stapler.get(req.params.name);

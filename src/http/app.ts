@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import type { Stapler } from '../service/stapler.js';
 import { apiRoutes } from './api-routes.js';
 import type { Metrics } from './metrics.js';
-import { renderStatusPage } from './status-page.js';
+import { statusPageRoute } from './status-page.js';
 import { ocspFrameworkErrors, ocspRoutes, rewriteAbsoluteForm } from './ocsp-routes.js';
 import type { CertId } from '../pki/certid.js';
 import type { Answer } from '../service/stapler.js';
@@ -73,11 +73,9 @@ export function buildApp(d: AppDeps): FastifyInstance {
     else done();
   });
   void app.register(apiRoutes, { stapler: d.stapler, adminToken: d.config.adminToken });
-  app.get('/', { logLevel: 'warn' }, async (_req, reply) =>
-    reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(renderStatusPage(d.stapler.list(), new Date(), { ready: d.stapler.readiness().ready, version: d.version ?? '' })),
-  );
+  statusPageRoute(app, { stapler: d.stapler, version: d.version ?? '' });
   if (metrics) {
-    app.get('/metrics', { logLevel: 'warn' }, async (_req, reply) => reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()));
+    app.get('/metrics', { logLevel: 'warn' }, async (_req, reply) => reply.header('content-type', metrics.registry.contentType).send(await metrics.render()));
   }
   void app.register(ocspRoutes, {
     pathPrefix: d.config.ocsp.pathPrefix,

@@ -1,14 +1,17 @@
+import type { FastifyInstance } from 'fastify';
+import { isStaplerError } from '../errors.js';
 import type { CertificateView, EntryState } from '../service/staple.js';
+import type { Stapler } from '../service/stapler.js';
+import { listQuerySchema, pageHref, pageQuery, selectPage, selectProblems, type ListQueryString, type Page, type PageQuery } from './catalog.js';
+import { STATE_INFO, STATES } from './states.js';
 
-const COLOURS: Record<EntryState, string> = {
-  good: '#1a7f37',
-  revoked: '#8250df',
-  failing: '#cf222e',
-  pending: '#9a6700',
-  unknown: '#bc4c00',
-  expired: '#6e7781',
-  not_applicable: '#6e7781',
-};
+/**
+ * Rows per page by default and at most, and problems listed above the table: a row is ~0.8 KB of HTML, so
+ * a page stays under 512 KB whatever the number of certificates.
+ */
+export const PAGE_ROWS = 100;
+export const MAX_PAGE_ROWS = 300;
+export const PROBLEM_ROWS = 50;
 
 const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 export function escapeHtml(s: string): string {
@@ -28,48 +31,129 @@ function cell(text: string, title?: string): string {
   return `<td${title ? ` title="${escapeHtml(title)}"` : ''}>${escapeHtml(text)}</td>`;
 }
 
-/**
- * The status page: one server-rendered table of every certificate, state in colour, time to nextUpdate
- * and the last error. No scripts; it reloads itself every 30 s.
- */
-export function renderStatusPage(views: CertificateView[], now: Date, o: { ready: boolean; version: string }): string {
-  const t = now.getTime();
-  const counts = new Map<string, number>();
-  for (const v of views) counts.set(v.state, (counts.get(v.state) ?? 0) + 1);
-  const summary = [...counts].map(([s, n]) => `<span class="state" style="background:${COLOURS[s as EntryState]}">${n} ${escapeHtml(s)}</span>`).join(' ');
-  const rows = views
-    .map((v) => {
-      const status = v.status?.kind === 'revoked' ? `revoked at ${v.status.at}` : '';
-      return `<tr data-cert="${escapeHtml(v.name)}" data-state="${v.state}">
-${cell(v.name, v.source)}<td><span class="state" style="background:${COLOURS[v.state]}">${escapeHtml(v.state)}</span>${v.mustStaple ? ' <span class="ms" title="RFC 7633 must-staple">must-staple</span>' : ''}</td>
+const badge = (s: EntryState, text: string = s): string => `<span class="state" style="background:${STATE_INFO[s].colour}">${escapeHtml(text)}</span>`;
+
+function row(v: CertificateView, t: number): string {
+  const status = v.status?.kind === 'revoked' ? `revoked at ${v.status.at}` : '';
+  return `<tr data-cert="${escapeHtml(v.name)}" data-state="${v.state}">
+${cell(v.name, v.source)}<td>${badge(v.state)}${v.mustStaple ? ' <span class="ms" title="RFC 7633 must-staple">must-staple</span>' : ''}</td>
 ${cell(v.subject)}${cell(v.serial)}${cell(relative(v.nextUpdate, t), v.nextUpdate ?? '')}${cell(relative(v.thisUpdate, t), v.thisUpdate ?? '')}${cell(relative(v.nextRefresh, t), v.nextRefresh ?? '')}
 <td class="err">${v.lastError ? `<code>${escapeHtml(v.lastError.code)}</code> ${escapeHtml(v.lastError.message)}` : escapeHtml(status)}</td></tr>`;
-    })
-    .join('\n');
+}
+
+function table(views: CertificateView[], t: number, id: string): string {
+  return `<table id="${id}">
+<thead><tr><th>certificate</th><th>state</th><th>subject</th><th>serial</th><th>next update</th><th>this update</th><th>next refresh</th><th>last error</th></tr></thead>
+<tbody>
+${views.map((v) => row(v, t)).join('\n')}
+</tbody></table>`;
+}
+
+/** The filter as a plain GET form (no scripts): state, must-staple only, name prefix. */
+function filterForm(q: PageQuery): string {
+  const only = q.states?.size === 1 ? [...q.states][0] : undefined;
+  const options = STATES.map((s) => `<option value="${s}"${s === only ? ' selected' : ''}>${s}</option>`).join('');
+  return `<form method="get" action="/" class="filter">
+<label>state <select name="state"><option value="">any</option>${options}</select></label>
+<label><input type="checkbox" name="mustStaple" value="true"${q.mustStaple ? ' checked' : ''}> must-staple only</label>
+<label>name starts with <input name="prefix" maxlength="256" value="${escapeHtml(q.prefix ?? '')}"></label>
+<button>show</button> <a href="/">all</a></form>`;
+}
+
+export interface StatusPageModel {
+  /** This page's rows, in name order. */
+  views: CertificateView[];
+  page: Omit<Page, 'names'>;
+  query: PageQuery;
+  /** Problems first: shown above the table on the first page without a filter. */
+  problems?: { views: CertificateView[]; count: number } | undefined;
+  /** Links to the next and the first page with the same filter. */
+  nextHref?: string | undefined;
+  firstHref?: string | undefined;
+  now: Date;
+  ready: boolean;
+  version: string;
+}
+
+/**
+ * The status page: counts by state (each a link to that state's list), problems first, then one page of
+ * the table in name order with a link to the next. Server-rendered, no scripts; reloads itself every 30 s.
+ */
+export function renderStatusPage(m: StatusPageModel): string {
+  const t = m.now.getTime();
+  const { page } = m;
+  const summary = STATES.filter((s) => page.counts[s] > 0)
+    .map((s) => `<a href="/?state=${s}">${badge(s, `${page.counts[s]} ${s}`)}</a>`)
+    .join(' ');
+  const problems = m.problems && m.problems.count > 0
+    ? `<h2>Needs attention: ${m.problems.count}${m.problems.count > m.problems.views.length ? ` (the first ${m.problems.views.length}; <a href="/?state=${STATES.filter((s) => STATE_INFO[s].problem !== null).join(',')}">all of them</a>)` : ''}</h2>\n${table(m.problems.views, t, 'problems')}`
+    : '';
+  const first = m.views.length ? m.views[0]!.name : '';
+  const shown = m.views.length ? `${escapeHtml(first)} … ${escapeHtml(m.views[m.views.length - 1]!.name)}` : 'none';
+  const nav = [m.firstHref ? `<a href="${escapeHtml(m.firstHref)}" rel="first">first page</a>` : '', m.nextHref ? `<a href="${escapeHtml(m.nextHref)}" rel="next">next ${m.query.limit} →</a>` : ''].filter(Boolean).join(' · ');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="30">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>staplerd — ${views.length} certificates</title>
+<title>staplerd — ${page.total} certificates</title>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1f2328}
 h1{font-size:1.3rem;margin:0 0 .3rem}
-table{border-collapse:collapse;width:100%;margin-top:1rem}
+h2{font-size:1.05rem;margin:1.2rem 0 0}
+table{border-collapse:collapse;width:100%;margin-top:.6rem}
 th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #d0d7de;vertical-align:top}
 th{background:#f6f8fa}
+a .state{text-decoration:none}
 .state{color:#fff;border-radius:.8rem;padding:.05rem .55rem;font-size:.85em;white-space:nowrap}
 .ms{font-size:.8em;border:1px solid #cf222e;color:#cf222e;border-radius:.3rem;padding:0 .3rem}
 .err code{color:#cf222e}
 .meta{color:#656d76}
+.filter{margin-top:.8rem}
+.filter label{margin-right:.8rem}
 </style></head>
 <body>
 <h1>staplerd</h1>
-<div class="meta">version ${escapeHtml(o.version)} · ${o.ready ? 'ready' : '<b style="color:#cf222e">not ready</b>'} · ${escapeHtml(now.toISOString())} · ${summary || 'no certificates'}</div>
-<table>
-<thead><tr><th>certificate</th><th>state</th><th>subject</th><th>serial</th><th>next update</th><th>this update</th><th>next refresh</th><th>last error</th></tr></thead>
-<tbody>
-${rows}
-</tbody></table>
-<p class="meta">JSON: <a href="/v1/certificates">/v1/certificates</a> · <a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a></p>
+<div class="meta">version ${escapeHtml(m.version)} · ${m.ready ? 'ready' : '<b style="color:#cf222e">not ready</b>'} · ${escapeHtml(m.now.toISOString())} · ${page.total} certificates${summary ? ` · ${summary}` : ' · no certificates'}</div>
+${filterForm(m.query)}
+${problems}
+<h2>Certificates${page.matched !== page.total ? ` matching: ${page.matched}` : ''} (by name; ${m.views.length} shown: ${shown})</h2>
+${table(m.views, t, 'certificates')}
+<p class="meta">${nav ? `${nav} · ` : ''}JSON: <a href="/v1/certificates">/v1/certificates</a> · <a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a></p>
 </body></html>
 `;
+}
+
+/** `GET /`: the status page over the Stapler's briefs; views are built for the rows shown only. */
+export function statusPageRoute(app: FastifyInstance, o: { stapler: Stapler; version: string }): void {
+  const { stapler } = o;
+  app.get<{ Querystring: ListQueryString }>('/', { logLevel: 'warn', schema: { querystring: listQuerySchema(MAX_PAGE_ROWS) } }, async (req, reply) => {
+    void reply.header('cache-control', 'no-store');
+    let q: PageQuery;
+    try {
+      q = pageQuery(req.query, PAGE_ROWS);
+    } catch (e) {
+      if (!isStaplerError(e)) throw e;
+      return reply.code(400).header('content-type', 'text/html; charset=utf-8').send(`<!doctype html><title>staplerd</title><p>${escapeHtml(e.message)}. <a href="/">First page</a></p>\n`);
+    }
+    const { names, ...page } = selectPage(stapler.briefs(), q);
+    const views = (ns: string[]) => ns.map((n) => stapler.get(n)).filter((v) => v !== undefined);
+    const unfiltered = !q.after && !q.states && q.mustStaple === undefined && !q.prefix;
+    let problems: StatusPageModel['problems'];
+    if (unfiltered) {
+      const p = selectProblems(stapler.briefs(), PROBLEM_ROWS);
+      problems = { views: views(p.names), count: p.count };
+    }
+    const explicit = req.query.limit !== undefined;
+    const html = renderStatusPage({
+      views: views(names),
+      page,
+      query: q,
+      problems,
+      nextHref: page.next ? pageHref('/', q, page.next, explicit) : undefined,
+      firstHref: q.after ? pageHref('/', q, null, explicit) : undefined,
+      now: new Date(),
+      ready: stapler.readiness().ready,
+      version: o.version,
+    });
+    return reply.header('content-type', 'text/html; charset=utf-8').send(html);
+  });
 }

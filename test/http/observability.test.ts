@@ -8,6 +8,7 @@ import { HttpResponderClient } from '../../src/fetch/responder-client.js';
 import { buildApp } from '../../src/http/app.js';
 import { Metrics } from '../../src/http/metrics.js';
 import { escapeHtml, relative, renderStatusPage } from '../../src/http/status-page.js';
+import { zeroCounts } from '../../src/http/states.js';
 import { buildOcspRequest } from '../../src/pki/request.js';
 import { Stapler } from '../../src/service/stapler.js';
 import type { CertRecord } from '../../src/sources/certificates.js';
@@ -31,7 +32,7 @@ before(async () => {
   const client = new HttpResponderClient({ timeoutMs: 1000, maxResponseBytes: 65536, perHostConcurrency: 2, userAgent: 'test' });
   let metrics!: Metrics;
   stapler = new Stapler({ clock: systemClock, client, store: new MemoryStapleStore({ maxEntries: 10, maxBytes: 1 << 20 }), log, refresh: cfg.refresh, concurrency: 2, nonce: false, onFetch: (u, r, s) => metrics.fetched(u, r, s) });
-  metrics = new Metrics(stapler, { marginSeconds: 300, defaultMetrics: false });
+  metrics = new Metrics(stapler, { marginSeconds: 300, defaultMetrics: false, certificateSeriesLimit: 100, attentionHorizonSeconds: 7200 });
   const records: CertRecord[] = [
     { name: 'www', source: 'www.pem', leaf: f.good, issuer: f.issuer, url: responder.url },
     { name: 'gone', source: 'gone.pem', leaf: f.revoked, issuer: f.issuer, url: responder.url },
@@ -94,7 +95,8 @@ describe('status page', () => {
     assert.equal(relative(new Date(now + 3 * 86400_000).toISOString(), now), 'in 3d');
     assert.equal(relative(null, now), '–');
     assert.equal(escapeHtml(`<a href="x">'&'</a>`), '&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
-    assert.match(renderStatusPage([], new Date(now), { ready: true, version: '1' }), /no certificates/);
+    const empty = { next: null, matched: 0, total: 0, counts: zeroCounts() };
+    assert.match(renderStatusPage({ views: [], page: empty, query: { limit: 100 }, now: new Date(now), ready: true, version: '1' }), /no certificates/);
   });
 });
 

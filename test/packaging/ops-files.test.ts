@@ -13,7 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseCommand } from '../../src/cli.js';
 import { ERRORS } from '../../src/errors.js';
 import { Metrics, type MetricsSource } from '../../src/http/metrics.js';
-import type { CertificateView, EntryState } from '../../src/service/staple.js';
+import type { CertBrief, EntryState } from '../../src/service/staple.js';
 import { findBinary, run, tempDir } from '../helpers/processes.js';
 
 // Compiled to dist/test/packaging/ops-files.test.js: the repository is three levels up.
@@ -43,17 +43,13 @@ const TARGET_LABELS = ['job', 'instance'];
  */
 async function exportedMetrics(): Promise<Map<string, MetricInfo>> {
   const now = Date.now();
-  const views = STATES.map((state, i) => ({
-    name: `c${i}`,
-    state,
-    mustStaple: i % 2 === 0,
-    thisUpdate: new Date(now - 3_600_000).toISOString(),
-    nextUpdate: new Date(now + 3_600_000).toISOString(),
-  })) as unknown as CertificateView[];
+  // Must-staple on every one, so that each state has a per-certificate series (must-staple needs attention).
+  const briefs: CertBrief[] = STATES.map((state, i) => ({ name: `c${i}`, state, mustStaple: true, thisUpdateMs: now - 3_600_000, nextUpdateMs: now + 3_600_000 }));
   // Cast: the readiness shape grows with features (the shared store); this is what the daemon reports alone.
   const readiness = { ready: true, mustStapleMissing: [], mustStapleMissingCount: 0, waiting: [], waitingCount: 0, store: { kind: 'memory', connected: true } } as unknown as ReturnType<MetricsSource['readiness']>;
-  const source: MetricsSource = { list: () => views, readiness: () => readiness };
-  const m = new Metrics(source, { marginSeconds: 300 });
+  const source: MetricsSource = { briefs: () => briefs, readiness: () => readiness };
+  const m = new Metrics(source, { marginSeconds: 300, certificateSeriesLimit: 100, attentionHorizonSeconds: 7200 });
+  await m.collect();
   const out = new Map<string, MetricInfo>();
   for (const e of await m.registry.getMetricsAsJSON()) {
     const declared = (m.registry.getSingleMetric(e.name) as unknown as { labelNames?: readonly string[] } | undefined)?.labelNames ?? [];
@@ -154,7 +150,8 @@ function checkExpr(expr: string, where: string, metrics: Map<string, MetricInfo>
 /** Source of truth check: the names in src/http/metrics.ts are what the registry exports (the reader works). */
 async function metricsFromSource(): Promise<string[]> {
   const src = await read('src/http/metrics.ts');
-  return [...src.matchAll(/name:\s*'(staplerd_[a-z0-9_]+)'/g)].map((m) => m[1]!);
+  // Every quoted metric name: `name: '...'` options and the helpers' first arguments alike.
+  return [...src.matchAll(/'(staplerd_[a-z0-9_]+)'/g)].map((m) => m[1]!);
 }
 
 test('the metric names in src/http/metrics.ts are the ones a scrape exports', async () => {
