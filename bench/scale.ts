@@ -1,10 +1,12 @@
 /**
- * Case 5: many tracked certificates with staples (fetched from the project's responder): RSS, and the CPU
- * the daemon burns while nothing is due (no per-certificate timers spinning).
+ * Case 5: many tracked certificates with staples (fetched from the project's responder): RSS, the CPU
+ * the daemon burns while nothing is due (no per-certificate timers spinning), then the read side at that
+ * size (reads.ts).
  */
 import { spawnDaemon, statesOf, waitPersisted, waitReady } from './daemon.js';
 import { createFixture } from './fixture.js';
 import { cpuSeconds, epochMs, memoryMB, sleep } from './proc.js';
+import { measureReads, type ReadsResult } from './reads.js';
 
 export interface ScaleResult {
   certificates: number;
@@ -20,6 +22,8 @@ export interface ScaleResult {
   /** CPU seconds per minute while idle, and as % of one core. */
   idleCpuSecPerMin: number;
   idleCpuPct: number;
+  /** Scrape, JSON pages and status page at this size, after the idle window. */
+  reads: ReadsResult;
 }
 
 export async function scaleCase(o: { certs: number; idleSec: number; concurrency: number; logLevel: string; nodeArgs?: string[] }): Promise<ScaleResult> {
@@ -40,6 +44,7 @@ export async function scaleCase(o: { certs: number; idleSec: number; concurrency
       const seconds = (epochMs() - t0) / 1000;
       const cpu = cpuSeconds(pid) - c0;
       const mem = memoryMB(pid);
+      const reads = await measureReads(daemon.url, o.certs);
       return {
         certificates: o.certs,
         setup: { mintMs: fx.mintMs, writeMs: fx.writeMs },
@@ -51,6 +56,7 @@ export async function scaleCase(o: { certs: number; idleSec: number; concurrency
         idleWindowSec: seconds,
         idleCpuSecPerMin: (cpu / seconds) * 60,
         idleCpuPct: (cpu / seconds) * 100,
+        reads,
       };
     } finally {
       await daemon.child.stop();

@@ -11,6 +11,7 @@ import { closeLoad, keepAliveLoad, rawGet, rawGet11, rawKeepAliveLoad, rawPost, 
 import { benchScript, httpRequest, spawnNode, type Child } from './proc.js';
 import type { BareSpec } from './bare-server.js';
 import { monotonicMicros } from './profile.js';
+import { wrkAvailable, wrkSideBySide, type WrkPairs } from './wrk.js';
 
 export interface ServeRow {
   name: string;
@@ -38,7 +39,29 @@ export interface ServeResults {
   /** Runs per server and row (alternating), each a warm-up plus a window. */
   rounds: number;
   rows: ServeRow[];
-  mixed: MixedResult;
+  mixed: MixedResult | undefined;
+  /** GET hits under wrk, keep-alive and Connection: close, median of alternating pairs; or why not run. */
+  wrk: WrkPairs[] | { skipped: string };
+}
+
+export interface WrkOptions {
+  pairs: number;
+  durationSec: number;
+  warmupSec: number;
+}
+
+/** wrk -t2 -c50, as issue 14 states the targets. */
+const WRK_THREADS = 2;
+
+async function wrkRows(s: Servers, connections: number, o: WrkOptions): Promise<WrkPairs[] | { skipped: string }> {
+  if (!(await wrkAvailable())) return { skipped: 'wrk not installed (Debian package wrk)' };
+  const path = getPath(OCSP_PREFIX, s.fx.minter.request(s.fx.leaves[0]!));
+  const servers = { bare: { url: `http://127.0.0.1:${s.barePort}`, pid: s.bare.pid }, staplerd: { url: s.daemon.url, pid: s.daemon.child.pid } };
+  const base = { threads: WRK_THREADS, connections, ...o };
+  return [
+    await wrkSideBySide('GET hit, keep-alive (wrk)', servers, path, { ...base, close: false }),
+    await wrkSideBySide('GET hit, Connection: close (wrk)', servers, path, { ...base, close: true }),
+  ];
 }
 
 const SERVED_HEADERS = ['content-type', 'etag', 'last-modified', 'expires', 'cache-control'] as const;
@@ -204,13 +227,14 @@ async function mixedCase(s: Servers, t: Timing, rounds: number): Promise<MixedRe
   return { hitsOnly: hitsRun, mixed: mixedRun, ratio: mixedRun.rps / hitsRun.rps, bad, probeFailures };
 }
 
-export async function serveCases(o: { certs: number; timing: Timing; rounds: number; logLevel: string; nodeArgs?: string[] }): Promise<ServeResults> {
+export async function serveCases(o: { certs: number; timing: Timing; rounds: number; logLevel: string; nodeArgs?: string[]; wrk: WrkOptions; wrkOnly?: boolean }): Promise<ServeResults> {
   const s = await startServers(o.certs, o.logLevel, o.nodeArgs ?? []);
   try {
     const from = monotonicMicros();
-    const rows = await hitRows(s, o.timing, o.rounds);
-    const mixed = await mixedCase(s, o.timing, o.rounds);
-    return { loadWindowUs: [from, monotonicMicros()], certificates: o.certs, rounds: o.rounds, rows, mixed };
+    const wrk = await wrkRows(s, o.timing.connections, o.wrk);
+    const rows = o.wrkOnly ? [] : await hitRows(s, o.timing, o.rounds);
+    const mixed = o.wrkOnly ? undefined : await mixedCase(s, o.timing, o.rounds);
+    return { loadWindowUs: [from, monotonicMicros()], certificates: o.certs, rounds: o.rounds, rows, mixed, wrk };
   } finally {
     await s.bare.stop();
     await s.daemon.child.stop();
