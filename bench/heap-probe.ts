@@ -2,8 +2,9 @@
  * Where the memory of N held certificates goes: prefetch N, restart over the persisted staples with
  * --heapsnapshot-signal, write a heap snapshot once ready, and summarise it by constructor (self size and
  * count per certificate). Usage: node dist/bench/heap-probe.js [N] [OUT_DIR]
+ * or node dist/bench/heap-probe.js --summarise FILE.heapsnapshot N
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnDaemon, waitPersisted, waitReady } from './daemon.js';
 import { createFixture } from './fixture.js';
@@ -33,10 +34,24 @@ async function main(): Promise<void> {
       await sleep(500);
       file = (await readdir(out)).find((f) => f.endsWith('.heapsnapshot'));
     }
-    await sleep(3000);
+    // The file appears as soon as writing starts: wait until its size stops changing (a loaded machine
+    // takes seconds to write 100 MB).
+    for (let last = -1, size = 0; size !== last || size === 0; ) {
+      await sleep(2000);
+      last = size;
+      size = (await stat(join(out, file!))).size;
+    }
     await d.child.stop();
     console.log(`ready RSS ${r.rssMB.toFixed(1)} MB; snapshot ${file}`);
-    const snap = JSON.parse(await readFile(join(out, file!), 'utf8')) as Snapshot;
+    await summarise(join(out, file!), n);
+  } finally {
+    await fx.cleanup();
+  }
+}
+
+async function summarise(path: string, n: number): Promise<void> {
+  {
+    const snap = JSON.parse(await readFile(path, 'utf8')) as Snapshot;
     const f = snap.snapshot.meta.node_fields;
     const types = snap.snapshot.meta.node_types[0];
     const step = f.length;
@@ -57,9 +72,9 @@ async function main(): Promise<void> {
     for (const [name, e] of [...by].sort((a, b) => b[1].size - a[1].size).slice(0, 40)) {
       console.log(`${(e.size / 1e6).toFixed(2).padStart(8)} MB ${(e.size / n).toFixed(0).padStart(6)} B/cert ${(e.count / n).toFixed(2).padStart(6)}/cert  ${name.slice(0, 80)}`);
     }
-  } finally {
-    await fx.cleanup();
   }
 }
 
-void main();
+// `heap-probe.js --summarise FILE N`: only the summary of a snapshot already written.
+if (process.argv[2] === '--summarise') void summarise(process.argv[3]!, Number(process.argv[4]));
+else void main();

@@ -20,6 +20,33 @@ export interface ReadsResult {
   /** Longest /healthz round trip while scrapes ran, and with nothing else running, ms. */
   healthzMaxDuringScrapeMs: number;
   healthzMaxIdleMs: number;
+  /** Where the resident memory is, from the daemon's own process metrics (MB). */
+  memory: Record<string, number>;
+}
+
+/** The daemon's V8 heap spaces and external memory, from its /metrics (prom-client's default metrics). */
+function memoryOf(metrics: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const mb = (re: RegExp): number => Number(re.exec(metrics)?.[1] ?? NaN) / 2 ** 20;
+  out['heap used'] = mb(/^staplerd_nodejs_heap_size_used_bytes (\S+)$/m);
+  out['heap total'] = mb(/^staplerd_nodejs_heap_size_total_bytes (\S+)$/m);
+  out['external'] = mb(/^staplerd_nodejs_external_memory_bytes (\S+)$/m);
+  for (const m of metrics.matchAll(/^staplerd_nodejs_heap_space_size_used_bytes\{space="(\w+)"\} (\S+)$/gm)) out[`${m[1]} used`] = Number(m[2]) / 2 ** 20;
+  for (const m of metrics.matchAll(/^staplerd_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\S+)$/gm)) out[`${m[1]} total`] = Number(m[2]) / 2 ** 20;
+  return out;
+}
+
+function getText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    request(url, { agent }, (res) => {
+      let s = '';
+      res.setEncoding('utf8').on('data', (c: string) => (s += c));
+      res.on('end', () => resolve(s));
+      res.on('error', reject);
+    })
+      .on('error', reject)
+      .end();
+  });
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 4 });
@@ -53,6 +80,8 @@ async function pingUntil(base: string, stop: Promise<unknown>): Promise<number> 
 const leafName = (i: number): string => `leaf-${String(i).padStart(7, '0')}`;
 
 export async function measureReads(base: string, certificates: number, runs = 5): Promise<ReadsResult> {
+  // First, before the reads below allocate anything: what the idle daemon holds.
+  const memory = memoryOf(await getText(`${base}/metrics`));
   const middle = encodeCursor(leafName(Math.floor(certificates / 2)));
   const targets: Array<[string, string]> = [
     ['/metrics', '/metrics'],
@@ -74,5 +103,5 @@ export async function measureReads(base: string, certificates: number, runs = 5)
     for (let i = 0; i < runs; i++) await get(`${base}/metrics`);
   })();
   const healthzMaxDuringScrapeMs = await pingUntil(base, scrapes);
-  return { figures, healthzMaxDuringScrapeMs, healthzMaxIdleMs };
+  return { figures, healthzMaxDuringScrapeMs, healthzMaxIdleMs, memory };
 }

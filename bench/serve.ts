@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getPath, type Leaf } from './certs.js';
-import { OCSP_PREFIX, spawnDaemon, statesOf, waitReady, type RunningDaemon } from './daemon.js';
+import { OCSP_PREFIX, spawnDaemon, statesOf, waitPersisted, waitReady, type RunningDaemon } from './daemon.js';
 import { createFixture, ocspStatusOf, type Fixture } from './fixture.js';
 import { closeLoad, keepAliveLoad, rawGet, rawGet11, rawKeepAliveLoad, rawPost, type LoadRequest, type MeasuredLoad, type Timing } from './load.js';
 import { benchScript, httpRequest, spawnNode, type Child } from './proc.js';
@@ -80,6 +80,9 @@ async function startServers(certs: number, logLevel: string, nodeArgs: string[])
   await waitReady(daemon, 50, 120_000);
   const states = await statesOf(daemon);
   if (states['good'] !== certs) throw new Error(`serve setup: expected ${certs} good, got ${JSON.stringify(states)}`);
+  // The staple writes wait out the fetch burst (up to 10 s): let them finish, or they run inside the first
+  // measured window (open, write, fsync, rename per staple) and tax staplerd's side alone.
+  await waitPersisted(fx.dataDir, certs, 120_000);
   // The bare server answers exactly what staplerd answered for the first leaf's GET.
   const path = getPath(OCSP_PREFIX, fx.minter.request(fx.leaves[0]!));
   const probe = await httpRequest(daemon.url + path);
