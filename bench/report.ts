@@ -169,8 +169,8 @@ export function render(r: Results, targets: Target[], header: string): string {
         [`idle CPU over ${f(sc.idleWindowSec, 1)} s: s/min, % of a core`, `${f(sc.idleCpuSecPerMin, 3)} s/min, ${f(sc.idleCpuPct, 3)} %`],
         ...sc.reads.figures.map((x) => [`${x.what}: KB, ms (median)`, `${f(x.bytes / KB, 1)} KB, ${f(x.ms, 1)} ms`]),
         ['longest /healthz round trip during 5 scrapes / idle, ms', `${f(sc.reads.healthzMaxDuringScrapeMs, 1)} / ${f(sc.reads.healthzMaxIdleMs, 1)}`],
-        ['memory after idle (V8 heap spaces, external), MB', Object.entries(sc.reads.memory).filter(([k]) => !/total$/.test(k) || /^heap total$/.test(k)).map(([k, v]) => `${k} ${f(v, 1)}`).join(', ')],
       ]),
+      `  memory after idle, MB: ${Object.entries(sc.reads.memory).filter(([k, v]) => v >= 0.05 && (!/total$/.test(k) || /^(heap|new|old) total$/.test(k))).map(([k, v]) => `${k} ${f(v, 1)}`).join(', ')}`,
       '',
     );
   }
