@@ -61,7 +61,7 @@ before(async () => {
   allNames = records.map((r) => r.name).sort();
   await stapler.setRecords(records);
   await stapler.start();
-  await until(() => [...stapler.briefs()].every((b) => b.state !== 'pending'), 'first fetches');
+  await until(() => [...stapler.briefs()].every((b) => b.state !== 'pending'), 'first fetches', 60_000);
   const metrics = new Metrics(stapler, { marginSeconds: cfg.refresh.marginSeconds, defaultMetrics: false, certificateSeriesLimit: 2, attentionHorizonSeconds: 7200 });
   app = buildApp({ stapler, metrics, version: 't', log, config: cfg });
   await app.listen({ host: '127.0.0.1', port: 0 });
