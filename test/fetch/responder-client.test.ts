@@ -12,7 +12,7 @@ const f = fixture();
 const request = buildOcspRequest([f.certId(f.good)]);
 let responder: DemoResponder;
 const client = (o: Partial<ConstructorParameters<typeof HttpResponderClient>[0]> = {}) =>
-  new HttpResponderClient({ timeoutMs: 500, maxResponseBytes: 65536, perHostConcurrency: 4, userAgent: 'staplerd-test', ...o });
+  new HttpResponderClient({ timeoutMs: 2000, maxResponseBytes: 65536, perHostConcurrency: 4, userAgent: 'staplerd-test', ...o });
 
 before(async () => {
   responder = await startResponder({ issuer: f.pki.issuer, signer: f.pki.ocspSigner, statuses: demoStatuses(f.pki, f.now), maxAgeHeader: true });
