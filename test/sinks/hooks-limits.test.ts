@@ -99,7 +99,7 @@ describe('hook limits', () => {
       log: cap.log, list: () => [], marginSeconds: 300, now: () => clock.now(), clock, onResult: (_e, res) => results.push(res),
     });
     for (let i = 0; i < 50; i++) hooks.onStaple(rec(`c${i}`), revokedStaple(), 'fetched');
-    await until(() => r.names.length === 3, 'the burst ran');
+    await until(() => r.names.length === 3, 'the burst ran', 30_000);
     assert.equal(hooks.dropped('revoked'), 47);
     assert.equal(results.filter((x) => x === 'dropped').length, 47, 'every drop counted (metrics)');
     const dropLines = () => cap.lines.filter((l) => l.msg.startsWith('hook runs dropped'));
@@ -108,7 +108,7 @@ describe('hook limits', () => {
     assert.equal(dropLines().length, 2, 'one summary line after the interval');
     assert.equal(dropLines().reduce((n, l) => n + Number(l.dropped), 0), 47);
     hooks.onStaple(rec('later'), revokedStaple(), 'fetched');
-    await until(() => r.names.includes('later'), 'tokens refilled after a minute');
+    await until(() => r.names.includes('later'), 'tokens refilled after a minute', 30_000);
     await hooks.stop();
     r.close();
     assert.equal(r.names.length, 4);
@@ -118,7 +118,7 @@ describe('hook limits', () => {
     const r = await receiver(150);
     const hooks = new HookRunner({ hooks: { revoked: { url: r.url, timeoutMs: 5000, ...LIMITS, concurrency: 2 } }, log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now });
     for (let i = 0; i < 6; i++) hooks.onStaple(rec(`c${i}`), revokedStaple(), 'fetched');
-    await until(() => r.names.length === 6, 'all six delivered', 10_000);
+    await until(() => r.names.length === 6, 'all six delivered', 30_000);
     await hooks.stop();
     r.close();
     assert.equal(r.maxAtOnce(), 2);
@@ -183,7 +183,7 @@ describe('hook environment', () => {
       const reload = new DebouncedCommand({ command: ['sh', '-c', `env > ${out}`], debounceMs: 1, timeoutMs: 5000 }, captureLog().log);
       reload.kick();
       await reload.flush();
-      await until(async () => (await readFile(out, 'utf8').catch(() => '')).includes('PATH='), 'the reload ran');
+      await until(async () => (await readFile(out, 'utf8').catch(() => '')).includes('PATH='), 'the reload ran', 30_000);
     } finally {
       if (saved === undefined) delete process.env.STAPLERD_ADMIN_TOKEN;
       else process.env.STAPLERD_ADMIN_TOKEN = saved;

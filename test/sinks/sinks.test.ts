@@ -231,7 +231,7 @@ describe('SinkRunner', () => {
     const runner = new SinkRunner({ sinks: [sink], log: captureLog().log, retryInitialMs: 10, retryMaxMs: 10, current: () => [] });
     const r = rec('gone');
     runner.offer(r, stapleFor());
-    await until(() => sink.attempts >= 3, 'retrying');
+    await until(() => sink.attempts >= 3, 'retrying', 30_000);
     await runner.forget(r);
     await runner.idle();
     const after = sink.attempts;
