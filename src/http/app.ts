@@ -73,19 +73,16 @@ export function buildApp(d: AppDeps): FastifyInstance {
     fast.closing = true;
     done();
   });
-  // RFC 9110 §15.5.15: a URL longer than we accept is 414, before any routing or parsing.
+  // One onRequest hook, for every request Fastify sees (the fast path's hits never get here):
+  // - RFC 9110 §15.5.15: a URL longer than we accept is 414, before any parsing.
+  // - DNS rebinding (host-check.ts): every route but the OCSP ones answers only for expected Host names.
+  //   The OCSP routes carry `config.ocsp`: nginx sends its upstream's name, HAProxy's httpproxy the CA's.
+  const hostRefused = `HOST_NOT_ALLOWED: ${ERRORS.HOST_NOT_ALLOWED.message}\n`;
   app.addHook('onRequest', (req, reply, done) => {
-    if ((req.raw.url?.length ?? 0) > limits.maxUrlBytes) void reply.code(414).header('connection', 'close').send();
-    else done();
+    if ((req.raw.url?.length ?? 0) > limits.maxUrlBytes) return void reply.code(414).header('connection', 'close').send();
+    if (hosts.any || (req.routeOptions.config as { ocsp?: boolean } | undefined)?.ocsp || hostAllowed(req.headers.host, hosts)) return done();
+    void reply.code(ERRORS.HOST_NOT_ALLOWED.http).header('content-type', 'text/plain; charset=utf-8').header('cache-control', 'no-store').send(hostRefused);
   });
-  // DNS rebinding (host-check.ts): every route but the OCSP ones answers only for expected Host names.
-  // The OCSP routes carry `config.ocsp`: nginx sends its upstream's name, HAProxy's httpproxy the CA's.
-  if (!hosts.any) {
-    app.addHook('onRequest', (req, reply, done) => {
-      if ((req.routeOptions.config as { ocsp?: boolean } | undefined)?.ocsp || hostAllowed(req.headers.host, hosts)) return done();
-      void reply.code(ERRORS.HOST_NOT_ALLOWED.http).header('content-type', 'text/plain; charset=utf-8').header('cache-control', 'no-store').send(`HOST_NOT_ALLOWED: ${ERRORS.HOST_NOT_ALLOWED.message}\n`);
-    });
-  }
   void app.register(apiRoutes, { stapler: d.stapler, adminToken: d.config.adminToken });
   app.get('/', { logLevel: 'warn' }, async (_req, reply) =>
     reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(renderStatusPage(d.stapler.list(), new Date(), { ready: d.stapler.readiness().ready, version: d.version ?? '' })),
