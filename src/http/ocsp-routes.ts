@@ -24,7 +24,7 @@ const B64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
  * (nginx sends `+ / =` as %2B %2F %3D). At the root URL such a path is answered as OCSP, never as JSON;
  * anything else there (favicon.ico, robots.txt) may 404.
  */
-const OCSP_SHAPED_PATH = /^\/+[A-Za-z0-9+/=_%-]+$/;
+const OCSP_SHAPED_PATH = /^\/[A-Za-z0-9+/=_%-]+$/; // one leading '/' only: `\/+` before a class with '/' backtracks
 const OUTCOME_OF: Record<OcspErrorStatus, ServeOutcome> = { malformedRequest: 'malformed', tryLater: 'try_later', unauthorized: 'unknown', internalError: 'internal_error' };
 
 /** Base64 of a GET request (RFC 6960 A.1.1) from the raw URL: percent-decoded, leading slashes dropped. */

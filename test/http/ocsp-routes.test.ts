@@ -2,6 +2,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
+import fc from 'fast-check';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
 import { getCandidates, MAX_GET_CANDIDATES, ocspFrameworkErrors, ocspRoutes } from '../../src/http/ocsp-routes.js';
@@ -234,6 +235,35 @@ describe('OCSP at the root URL beside a path prefix', () => {
       assert.equal(r.headers['content-type'], 'application/ocsp-response', `${c.method} ${c.url}`);
       assert.ok(isStaple(r) || isOcspError(r.rawPayload, 'malformedRequest'), `${c.method} ${c.url}: ${r.rawPayload.toString('hex')}`);
     }
+  });
+
+  test('random and mutated requests at the root URL, by GET in nginx forms and by POST: always an OCSP answer', async () => {
+    const real = [req(), req(f.revoked), req(f.good, 'sha256')];
+    const bodies = fc.oneof(
+      fc.constantFrom(...real),
+      fc.tuple(fc.constantFrom(...real), fc.nat(), fc.integer({ min: 1, max: 255 })).map(([b, at, x]) => {
+        const m = Buffer.from(b);
+        m[at % m.length]! ^= x;
+        return m;
+      }),
+      fc.uint8Array({ minLength: 1, maxLength: 300 }).map((u) => Buffer.from(u)),
+    );
+    const requests = fc.oneof(
+      bodies.map((b) => ({ method: 'GET' as const, url: `/${enc(b)}` })),
+      bodies.map((b) => ({ method: 'GET' as const, url: `//${enc(b)}` })),
+      bodies.map((b) => ({ method: 'GET' as const, url: `/${b.toString('base64url')}` })),
+      fc.tuple(bodies, fc.constantFrom('application/ocsp-request', 'application/json', 'text/plain', '')).map(([b, type]) => ({
+        method: 'POST' as const, url: '/', payload: b, headers: type ? { 'content-type': type } : {},
+      })),
+    );
+    await fc.assert(
+      fc.asyncProperty(requests, async (r) => {
+        const a = await app.inject(r);
+        assert.equal(a.statusCode, 200, `${r.method} ${r.url.slice(0, 80)}`);
+        assert.equal(a.headers['content-type'], 'application/ocsp-response', `${r.method} ${r.url.slice(0, 80)}`);
+      }),
+      { numRuns: 400 },
+    );
   });
 
   test('a path that cannot be base64 may still 404', async () => {
