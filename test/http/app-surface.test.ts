@@ -163,14 +163,25 @@ describe('Host check (DNS rebinding)', () => {
       { method: 'GET' as const, url: `/${encodeURIComponent(b64)}` },
       { method: 'POST' as const, url: '/', payload: good },
       { method: 'POST' as const, url: '/ocsp', payload: good },
-      { method: 'GET' as const, url: `http://${host}/${b64}` },
-      { method: 'POST' as const, url: `http://${host}/`, payload: good },
     ];
     for (const c of cases) {
       const r = await app.inject({ ...c, headers: { host, 'content-type': 'application/ocsp-request' } });
       assert.equal(r.statusCode, 200, `${c.method} ${c.url}`);
       assert.ok(r.rawPayload.equals(staple), `${c.method} ${c.url}`);
     }
+    // inject() would turn an absolute URL into a path, so the proxy forms go over a real socket as
+    // HAProxy's ocsp-update.httpproxy sends them: the request target is the CA's URL, Host is the CA.
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (app.server.address() as { port: number }).port;
+    const viaProxy = [
+      await raw(port, `GET http://${host}/${b64} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+      await raw(port, `POST http://${host}/ HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/ocsp-request\r\nContent-Length: ${good.length}\r\nConnection: close\r\n\r\n`, good),
+      await raw(port, `GET http://${host}/ HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+    ];
+    assert.ok(viaProxy[0]!.body.equals(staple), viaProxy[0]!.head);
+    assert.ok(viaProxy[1]!.body.equals(staple), viaProxy[1]!.head);
+    // An absolute-form GET of the CA's bare root is an empty OCSP request, not the status page.
+    assert.ok(viaProxy[2]!.body.equals(MALFORMED), viaProxy[2]!.head);
   });
 
   test('allowedHosts "*" turns the check off', async () => {
