@@ -96,10 +96,11 @@ function parse(der: Uint8Array | undefined): { target: RequestTarget; cacheable:
 /**
  * Estimated heap bytes of one entry: the key (one byte per character: URLs and latin1 bodies are one-byte
  * strings in V8), the LRU's slots and the target object, and per CertID its key string and three copied
- * Uint8Arrays. The constants are V8's object and typed-array overheads on 64-bit, rounded up.
+ * Uint8Arrays. The constants are set so the estimate is at or above what was measured (heapUsed after a
+ * GC, Node 20, 20,000 entries): ~1,060 bytes per digest-keyed entry, ~780 per URL-keyed one.
  */
 function sizeOf(t: RequestTarget, key: string): number {
-  let n = 160 + key.length;
+  let n = 480 + key.length;
   if (t.kind === 'certId') {
     for (const k of t.keys) n += 40 + k.length;
     for (const id of t.ids) n += 80 + 3 * 120 + id.issuerNameHash.byteLength + id.issuerKeyHash.byteLength + id.serialNumber.byteLength;
