@@ -53,6 +53,8 @@ export const ERRORS = {
 
   // incoming requests (our responder side)
   REQUEST_MALFORMED: { message: 'OCSP request cannot be parsed', http: 400 },
+  // RFC 9110 §15.5.20 Misdirected Request: DNS rebinding defence for the non-OCSP routes (http.allowedHosts).
+  HOST_NOT_ALLOWED: { message: 'this Host name is not served here; see http.allowedHosts', http: 421 },
 
   // store
   STORE_CORRUPT: { message: 'persisted staple is unreadable', http: 500 },

@@ -53,6 +53,7 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
     // The token may come from the environment so it need not sit in a file others can read.
     adminToken: env.STAPLERD_ADMIN_TOKEN || doc.adminToken,
     ocsp: { pathPrefix: doc.ocsp.pathPrefix.replace(/\/+$/, '') || '/' },
+    http: { allowedHosts: doc.http.allowedHosts.map((h: string) => h.toLowerCase().replace(/\.$/, '')) },
     certificates: doc.certificates.map((c: any) => ({ ...c, chain: path(c.chain), ...(c.issuer && { issuer: path(c.issuer) }) })),
     directories: doc.directories.map((d: any) => ({ ...d, path: path(d.path), ...(d.issuer && { issuer: path(d.issuer) }) })),
     refresh: {
@@ -80,6 +81,7 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
       requestBodyBytes: l.requestBodyBytes,
       maxUrlBytes: l.maxUrlBytes,
       requestCacheEntries: l.requestCacheEntries,
+      requestCacheBytes: l.requestCacheBytes,
       connectionTimeoutMs: seconds(l.connectionTimeout) * 1000,
       keepAliveTimeoutMs: seconds(l.keepAliveTimeout) * 1000,
     },

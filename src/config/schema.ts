@@ -100,6 +100,20 @@ export const configSchema = {
       default: {},
       properties: { pathPrefix: { type: 'string', pattern: '^/', default: '/ocsp' } },
     },
+    http: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // Host names (no port, no scheme) the status page, JSON API and metrics answer for, besides IP
+        // literals and localhost; "*" turns the check off.
+        allowedHosts: {
+          type: 'array',
+          default: [],
+          items: { type: 'string', maxLength: 253, pattern: '^(\\*|[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\\.?)$' },
+        },
+      },
+    },
     certificates: { type: 'array', items: certificate, default: [] },
     directories: { type: 'array', items: directory, default: [] },
     refresh: {
@@ -213,6 +227,7 @@ export const configSchema = {
         requestBodyBytes: { ...posInt, default: 16384 },
         maxUrlBytes: { ...posInt, default: 8192 },
         requestCacheEntries: { ...posInt, default: 100000 },
+        requestCacheBytes: { ...posInt, default: 67108864 },
         connectionTimeout: { ...duration, default: '30s' },
         keepAliveTimeout: { ...duration, default: '5s' },
       },
@@ -273,6 +288,7 @@ export interface LimitsConfig {
   requestBodyBytes: number;
   maxUrlBytes: number;
   requestCacheEntries: number;
+  requestCacheBytes: number;
   connectionTimeoutMs: number;
   keepAliveTimeoutMs: number;
 }
@@ -379,6 +395,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   adminToken: string;
   ocsp: { pathPrefix: string };
+  /** Host names the non-OCSP routes answer for (lower case, no trailing dot); '*' = any. */
+  http: { allowedHosts: string[] };
   certificates: CertificateConfig[];
   directories: DirectoryConfig[];
   refresh: RefreshConfig;

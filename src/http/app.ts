@@ -2,6 +2,8 @@ import { createServer } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { createFastPath } from './fast-path.js';
 import { RequestCache } from './request-cache.js';
+import { hostAllowed, hostPolicy } from './host-check.js';
+import { ERRORS } from '../errors.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Stapler } from '../service/stapler.js';
@@ -19,14 +21,18 @@ export interface AppDeps {
   /** Learning mode: answers through the learner, and learns unknown certificates of trusted issuers. */
   learner?: { answer(key: string): Answer; learn(ids: CertId[]): Promise<boolean> } | undefined;
   log: Logger;
-  config: Pick<Config, 'ocsp' | 'limits' | 'adminToken'>;
+  /** `http` left out: the Host check with no extra names (IP literals and localhost only). */
+  config: Pick<Config, 'ocsp' | 'limits' | 'adminToken'> & Partial<Pick<Config, 'http'>>;
+  /** The memo of parsed OCSP requests; made from `limits` when left out (tests pass one to read its accounting). */
+  requestCache?: RequestCache | undefined;
 }
 
 /** The HTTP surface, not listening: main.ts listens, tests use inject() or listen on port 0. */
 export function buildApp(d: AppDeps): FastifyInstance {
   const { limits } = d.config;
   const metrics = d.metrics;
-  const cache = new RequestCache(limits.requestCacheEntries);
+  const cache = d.requestCache ?? new RequestCache({ maxEntries: limits.requestCacheEntries, maxBytes: limits.requestCacheBytes });
+  const hosts = hostPolicy(d.config.http?.allowedHosts ?? []);
   const answer = d.learner ? (k: string) => d.learner!.answer(k) : (k: string) => d.stapler.answer(k);
   const onOutcome = metrics ? (o: Parameters<typeof metrics.served>[0]) => metrics.served(o) : undefined;
   const fast = createFastPath({ pathPrefix: d.config.ocsp.pathPrefix, maxUrlBytes: limits.maxUrlBytes, cache, answer, onOutcome });
@@ -67,10 +73,15 @@ export function buildApp(d: AppDeps): FastifyInstance {
     fast.closing = true;
     done();
   });
-  // RFC 9110 §15.5.15: a URL longer than we accept is 414, before any routing or parsing.
+  // One onRequest hook, for every request Fastify sees (the fast path's hits never get here):
+  // - RFC 9110 §15.5.15: a URL longer than we accept is 414, before any parsing.
+  // - DNS rebinding (host-check.ts): every route but the OCSP ones answers only for expected Host names.
+  //   The OCSP routes carry `config.ocsp`: nginx sends its upstream's name, HAProxy's httpproxy the CA's.
+  const hostRefused = `HOST_NOT_ALLOWED: ${ERRORS.HOST_NOT_ALLOWED.message}\n`;
   app.addHook('onRequest', (req, reply, done) => {
-    if ((req.raw.url?.length ?? 0) > limits.maxUrlBytes) void reply.code(414).header('connection', 'close').send();
-    else done();
+    if ((req.raw.url?.length ?? 0) > limits.maxUrlBytes) return void reply.code(414).header('connection', 'close').send();
+    if (hosts.any || (req.routeOptions.config as { ocsp?: boolean } | undefined)?.ocsp || hostAllowed(req.headers.host, hosts)) return done();
+    void reply.code(ERRORS.HOST_NOT_ALLOWED.http).header('content-type', 'text/plain; charset=utf-8').header('cache-control', 'no-store').send(hostRefused);
   });
   void app.register(apiRoutes, { stapler: d.stapler, adminToken: d.config.adminToken });
   statusPageRoute(app, { stapler: d.stapler, version: d.version ?? '' });

@@ -3,7 +3,7 @@ import type { CertId } from '../pki/certid.js';
 import type { Answer } from '../service/stapler.js';
 import type { ServeOutcome } from './metrics.js';
 import { OCSP_CONTENT_TYPE, OCSP_ERROR_BODY, type OcspErrorStatus } from './ocsp-wire.js';
-import type { RequestCache, RequestTarget } from './request-cache.js';
+import { bodyMemoKey, urlMemoKey, type RequestCache, type RequestTarget } from './request-cache.js';
 
 export interface OcspRoutesOptions {
   /** Path prefix, '/' or '/something' without a trailing slash. */
@@ -19,13 +19,20 @@ export interface OcspRoutesOptions {
 }
 
 const B64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+/**
+ * A GET path that may be an OCSP request: base64 (standard or url-safe), slashes, and percent-escapes
+ * (nginx sends `+ / =` as %2B %2F %3D). At the root URL such a path is answered as OCSP, never as JSON;
+ * anything else there (favicon.ico, robots.txt) may 404.
+ */
+const OCSP_SHAPED_PATH = /^\/[A-Za-z0-9+/=_%-]+$/; // one leading '/' only: `\/+` before a class with '/' backtracks
 const OUTCOME_OF: Record<OcspErrorStatus, ServeOutcome> = { malformedRequest: 'malformed', tryLater: 'try_later', unauthorized: 'unknown', internalError: 'internal_error' };
 
 /** Base64 of a GET request (RFC 6960 A.1.1) from the raw URL: percent-decoded, leading slashes dropped. */
 export function requestTextFromUrl(rawUrl: string, prefix: string): string | undefined {
   const q = rawUrl.indexOf('?');
   let path = q === -1 ? rawUrl : rawUrl.slice(0, q);
-  if (prefix !== '/' && path.startsWith(prefix)) path = path.slice(prefix.length);
+  // The prefix is a whole path segment: `/ocsp/MFMw...` drops it, the root URL form `/MFMw...` has none.
+  if (prefix !== '/' && path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47)) path = path.slice(prefix.length);
   try {
     // nginx sends `+ / =` as %2B %2F %3D; other clients send them bare. Either way this is the base64.
     path = decodeURIComponent(path);
@@ -42,13 +49,26 @@ function derOfBase64(text: string | undefined): Uint8Array | undefined {
 }
 
 /**
+ * At most this many base64 readings of one GET are decoded and parsed. The whole text serves every
+ * origin-form client (nginx, including its `//` and %2F forms, whose leading slashes are dropped before;
+ * curl; HAProxy without a proxy). The splits exist only for absolute-form requests that carry the CA's own
+ * path before the request (`http://ocsp.ca.example/some/path/MFMw...`): the request is the first '/M'
+ * split after that path, and only the CA's path segments that themselves start with 'M' come before it.
+ * Real responder URLs have at most two path segments, so three splits cover every CA we know of, while an
+ * 8 KB path of `/M` segments, which cost ~100 ms of CPU when every split was tried, now costs four parses.
+ */
+export const MAX_GET_CANDIDATES = 4;
+
+/**
  * The whole text first; then, for a responder URL with a path of its own (absolute-form requests carry
- * the CA's path, e.g. /ocsp/MFMw...), what follows each '/' that is followed by 'M' (DER SEQUENCE).
+ * the CA's path, e.g. /ocsp/MFMw...), what follows each '/' that is followed by 'M' (DER SEQUENCE), left
+ * to right, up to MAX_GET_CANDIDATES readings in all.
  */
 export function* getCandidates(text: string | undefined): Generator<Uint8Array | undefined> {
   yield derOfBase64(text);
   if (!text) return;
-  for (let i = text.indexOf('/M'); i !== -1; i = text.indexOf('/M', i + 1)) yield derOfBase64(text.slice(i + 1));
+  let tried = 1;
+  for (let i = text.indexOf('/M'); i !== -1 && tried < MAX_GET_CANDIDATES; i = text.indexOf('/M', i + 1), tried++) yield derOfBase64(text.slice(i + 1));
 }
 
 /**
@@ -56,7 +76,13 @@ export function* getCandidates(text: string | undefined): Generator<Uint8Array |
  * is parsed once and cached once whichever path answers it, and repeats skip the percent-decoding too.
  */
 export function getTarget(cache: RequestCache, url: string, prefix: string): RequestTarget {
-  return cache.target(`u:${url}`, () => getCandidates(requestTextFromUrl(url, prefix)));
+  return cache.target(urlMemoKey(url), () => getCandidates(requestTextFromUrl(url, prefix)));
+}
+
+/** Whether a GET at the root URL may be an OCSP request (and so must get an OCSP answer). */
+export function isOcspShapedPath(url: string): boolean {
+  const q = url.indexOf('?');
+  return OCSP_SHAPED_PATH.test(q === -1 ? url : url.slice(0, q));
 }
 
 /**
@@ -130,18 +156,29 @@ export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Pr
     return reply.code(200).send(s.body);
   };
 
-  app.get(`${base}/*`, { logLevel: 'silent' }, (req, reply) => {
-    return send(reply, req, getTarget(cache, req.raw.url ?? '', o.pathPrefix));
-  });
+  // `config.ocsp` exempts these routes from the Host check (app.ts): nginx sends its upstream's name as
+  // Host, HAProxy's httpproxy the CA's, and none of them is an address we could list.
+  const opts = { logLevel: 'silent', config: { ocsp: true } } as const;
+  const get = (req: FastifyRequest, reply: FastifyReply) => send(reply, req, getTarget(cache, req.raw.url ?? '', o.pathPrefix));
+  app.get(`${base}/*`, opts, get);
 
   const post = (req: FastifyRequest, reply: FastifyReply) => {
     const body = Buffer.isBuffer(req.body) ? req.body : undefined;
     if (!body) return sendError(reply, 'malformedRequest');
-    return send(reply, req, cache.target(`p:${body.toString('latin1')}`, () => [new Uint8Array(body)]));
+    return send(reply, req, cache.target(bodyMemoKey(body), () => [new Uint8Array(body)]));
   };
   // POST <prefix>, and POST <prefix>/<path> for responder URLs with a path (absolute-form, rewritten).
-  app.post(base || '/', { logLevel: 'silent' }, post);
-  app.post(`${base}/*`, { logLevel: 'silent' }, post);
+  app.post(base || '/', opts, post);
+  app.post(`${base}/*`, opts, post);
+  if (base) {
+    // The root URL too: every OCSP client assumes a responder answers there (`openssl ocsp -url
+    // http://host:port` POSTs to /, nginx pointed at http://host:port/ GETs /<base64>). GET / itself stays
+    // the status page and the named routes stay theirs (the router prefers them to a wildcard); every
+    // other POST, and every GET whose path could be base64, is OCSP and gets an OCSP answer.
+    app.get('/*', opts, (req, reply) => (isOcspShapedPath(req.raw.url ?? '') ? get(req, reply) : reply.callNotFound()));
+    app.post('/', opts, post);
+    app.post('/*', opts, post);
+  }
 
   app.setErrorHandler((err: { statusCode?: number; code?: string }, req, reply) => {
     // Body limit and similar client errors keep their HTTP status (413, 400); anything unexpected is an
@@ -159,12 +196,13 @@ export async function ocspRoutes(app: FastifyInstance, o: OcspRoutesOptions): Pr
 /**
  * Fastify's `frameworkErrors`: a URL the router cannot even decode (bad percent-encoding, a parameter
  * over the length limit) never reaches a route. Under the OCSP prefix it is still an OCSP request, and
- * gets malformedRequest like any other unparsable one; elsewhere it stays a plain 400.
+ * gets malformedRequest like any other unparsable one, and so does one at the root URL that is OCSP-shaped
+ * (a POST, or a base64-ish path); elsewhere it stays a plain 400.
  */
 export function ocspFrameworkErrors(pathPrefix: string) {
   return (err: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply): void => {
     const url = req.raw.url ?? '';
-    if (pathPrefix === '/' || url === pathPrefix || url.startsWith(`${pathPrefix}/`)) {
+    if (pathPrefix === '/' || req.method === 'POST' || url === pathPrefix || url.startsWith(`${pathPrefix}/`) || isOcspShapedPath(url)) {
       sendOcspError(reply, 'malformedRequest');
       return;
     }

@@ -1,7 +1,8 @@
 /**
  * Real nginx staples what staplerd serves, both the host's nginx 1.22 (the Debian 12 package) and nginx 1.26
  * from the Debian 13 chroot (test/helpers/servers.ts): `ssl_stapling_responder` points at
- * staplerd's OCSP route under a path prefix, and `openssl s_client -status` shows the staple to a client.
+ * staplerd's OCSP route under a path prefix or at its root URL, and `openssl s_client -status` shows the
+ * staple to a client.
  * The upstream "CA" is the demo responder in this process, so the test can count who asked it.
  */
 import { after, before, describe, test } from 'node:test';
@@ -21,10 +22,11 @@ import { serverBuilds, type ServerBuild } from '../helpers/servers.js';
 const bins = suiteBinaries(['openssl'], 'the nginx end-to-end test');
 const PREFIX = '/some/prefix';
 
-for (const build of serverBuilds('nginx', 'the nginx responder test')) suite(build);
+// Under a path prefix, and at the root URL (`http://127.0.0.1:PORT/`, what people write for any OCSP responder).
+for (const build of serverBuilds('nginx', 'the nginx responder test')) for (const path of [PREFIX, '/']) suite(build, path);
 
-function suite(build: ServerBuild): void {
-describe(`nginx ${build.label} staples the response staplerd holds`, { skip: bins.skip || build.skip, timeout: 180_000 }, () => {
+function suite(build: ServerBuild, responderPath: string): void {
+describe(`nginx ${build.label} staples the response staplerd holds (ssl_stapling_responder http://127.0.0.1:PORT${responderPath})`, { skip: bins.skip || build.skip, timeout: 180_000 }, () => {
   let tmp: Awaited<ReturnType<ServerBuild['tempDir']>>;
   let responder: DemoResponder | undefined;
   let daemon: Staplerd | undefined;
@@ -60,7 +62,7 @@ describe(`nginx ${build.label} staples the response staplerd holds`, { skip: bin
     const inside = build.inside;
     await writeFile(conf, nginxConf(inside(tmp.dir), {
       writtenBy: 'test/e2e/nginx.test.ts',
-      port: nginxPort, chain: inside(files.leaves.good.chain), key: inside(files.leaves.good.key), trusted: inside(trusted), responder: `http://127.0.0.1:${new URL(daemon.url).port}${PREFIX}`,
+      port: nginxPort, chain: inside(files.leaves.good.chain), key: inside(files.leaves.good.key), trusted: inside(trusted), responder: `http://127.0.0.1:${new URL(daemon.url).port}${responderPath}`,
     }));
     const configTest = build.command(['-t', '-p', inside(tmp.dir), '-c', inside(conf)]);
     const test = await run(configTest.cmd, configTest.args);

@@ -130,6 +130,21 @@ describe('staplerd with openssl ocsp as the upstream responder', { skip: bins.sk
     assert.match(revoked.stdout, /revoked\.pem: revoked/);
   });
 
+  test('answers at the root URL too: openssl ocsp -url http://host:port POSTs to /, a GET /<base64> gets the same staple', async () => {
+    // The OCSP protocol at the root, beside ocsp.pathPrefix (/ocsp here): what every OCSP client assumes.
+    for (const url of [daemon!.url, `${daemon!.url}/`]) {
+      const r = await run(openssl, ['ocsp', '-issuer', files.issuer, '-cert', files.leaves.good.cert, '-url', url, '-CAfile', files.root, '-no_nonce']);
+      assert.equal(r.code, 0, `${url}: ${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /good\.pem: good/, url);
+      assert.match(r.stderr, /Response verify OK/, url);
+    }
+    const req = await opensslRequest(files.leaves.good.cert, 'sha1');
+    const viaRoot = await assertOcspResponse(await daemon!.get(`/${encodeURIComponent(req.toString('base64'))}`));
+    const viaPrefix = await assertOcspResponse(await daemon!.get(`/ocsp/${encodeURIComponent(req.toString('base64'))}`));
+    assert.deepEqual(viaRoot, viaPrefix);
+    assert.match((await daemon!.get('/')).headers.get('content-type') ?? '', /^text\/html/, 'GET / is still the status page');
+  });
+
   test('answers a GET with a SHA-256 CertID with a successful response for that certificate', async () => {
     const req = await opensslRequest(files.leaves.good.cert, 'sha256');
     const body = await assertOcspResponse(await daemon!.get(`/ocsp/${encodeURIComponent(req.toString('base64'))}`));
