@@ -40,7 +40,7 @@ before(async () => {
   const cfg = parseConfig({}, '<inline>', {});
   const client = new HttpResponderClient({ timeoutMs: 2000, maxResponseBytes: 65536, perHostConcurrency: 2, userAgent: 'test' });
   stapler = new Stapler({ clock: systemClock, client, store: new MemoryStapleStore({ maxEntries: 10, maxBytes: 1 << 20 }), log: captureLog().log, refresh: cfg.refresh, concurrency: 2, nonce: false });
-  metrics = new Metrics(stapler, { marginSeconds: 300, defaultMetrics: false });
+  metrics = new Metrics(stapler, { marginSeconds: 300, defaultMetrics: false, certificateSeriesLimit: 100, attentionHorizonSeconds: 7200 });
   await stapler.setRecords([{ name: 'www', source: 'www.pem', leaf: f.good, issuer: f.issuer, url: responder.url }]);
   await stapler.start();
   await until(() => stapler.staple('www') !== undefined, 'the first fetch');

@@ -298,7 +298,8 @@ function words(line: string): string[] {
   const out: string[] = [];
   const re = /"([^"]*)"|'([^']*)'|(#.*$)|(\S+)/g;
   for (const m of line.matchAll(re)) {
-    if (m[3] !== undefined) break;
+    // A comment or a shell control operator ends the command (`staplerd check ... --out F || true`).
+    if (m[3] !== undefined || /^(\|\||&&|;|\||>>?|2>&1|&)$/.test(m[4] ?? '')) break;
     out.push(m[1] ?? m[2] ?? m[4]!);
   }
   return out;
