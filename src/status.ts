@@ -1,5 +1,6 @@
 import type { CertificateView, EntryState } from './service/staple.js';
 import { relative } from './http/status-page.js';
+import { NO_OCSP_URL_ADVICE, NO_OCSP_URL_ROWS } from './http/states.js';
 
 /** Fixed-width text table (the status page's columns), for a terminal. */
 export function statusTable(views: CertificateView[], now: Date): string {
@@ -32,9 +33,9 @@ const ALL_PAGE = 500;
 /** States that make the exit status 1. */
 const UNWELL: EntryState[] = ['failing', 'revoked', 'pending'];
 
-async function getPage(base: string, o: StatusOptions, cursor: string | undefined): Promise<ListPage> {
+async function getPage(base: string, o: StatusOptions, cursor: string | undefined, limit = o.all ? ALL_PAGE : FIRST_PAGE): Promise<ListPage> {
   const u = new URL('/v1/certificates', base);
-  u.searchParams.set('limit', String(o.all ? ALL_PAGE : FIRST_PAGE));
+  u.searchParams.set('limit', String(limit));
   if (o.state) u.searchParams.set('state', o.state);
   if (o.prefix) u.searchParams.set('prefix', o.prefix);
   if (cursor) u.searchParams.set('cursor', cursor);
@@ -69,6 +70,22 @@ export async function runStatus(url: string, out: (s: string) => void, err: (s: 
   if (!o.all && matched > views.length) {
     out(`… ${matched - views.length} more (${matched} in all, by name): staplerd status --all, or narrow with --state failing,revoked or --prefix NAME`);
   }
+  const noUrl = last.counts?.not_applicable ?? 0;
+  if (noUrl > 0 && !o.state) await adviseNoOcspUrl(url, noUrl, out);
   const unwell = last.counts ? UNWELL.some((s) => (last.counts![s] ?? 0) > 0) : views.some((v) => UNWELL.includes(v.state));
   return unwell ? 1 : 0;
+}
+
+/** The certificates without an OCSP URL, with what to do about them (a quiet state, but nginx logs it). */
+async function adviseNoOcspUrl(url: string, count: number, out: (s: string) => void): Promise<void> {
+  let page: ListPage;
+  try {
+    page = await getPage(url, { state: 'not_applicable' }, undefined, NO_OCSP_URL_ROWS);
+  } catch {
+    return; // the table is printed already; the advice is a courtesy
+  }
+  out('');
+  out(`${count} without an OCSP URL. ${NO_OCSP_URL_ADVICE} Their files:`);
+  for (const v of page.certificates) out(`  ${v.name}  ${v.source}`);
+  if (count > page.certificates.length) out(`  … ${count - page.certificates.length} more: staplerd status --all --state not_applicable`);
 }

@@ -25,3 +25,17 @@ export function zeroCounts(): Record<EntryState, number> {
 export function isState(s: string): s is EntryState {
   return Object.hasOwn(STATE_INFO, s);
 }
+
+/**
+ * What an operator should do about certificates without an OCSP URL (no id-ad-ocsp in their AIA, RFC 5280
+ * §4.2.2.1): there is nothing to staple, so stapling should be off where they are served. nginx with
+ * `ssl_stapling_responder` still asks staplerd for them and logs the `unauthorized` answer every 5 minutes.
+ * One text for the status page and `staplerd status`.
+ */
+export const NO_OCSP_URL_ADVICE =
+  'These certificates have no OCSP URL: there is nothing to staple. Turn stapling off in the server blocks that serve them ' +
+  '(nginx: ssl_stapling off; Apache: SSLUseStapling off; HAProxy 2.8+: ocsp-update off). ' +
+  'Otherwise nginx with ssl_stapling_responder asks staplerd for them and logs an error every 5 minutes.';
+
+/** Certificates listed by that advice at most (the rest: the not_applicable filter). */
+export const NO_OCSP_URL_ROWS = 50;

@@ -3,7 +3,7 @@ import { isStaplerError } from '../errors.js';
 import type { CertificateView, EntryState } from '../service/staple.js';
 import type { Stapler } from '../service/stapler.js';
 import { listQuerySchema, pageHref, pageQuery, selectPage, selectProblems, type ListQueryString, type Page, type PageQuery } from './catalog.js';
-import { STATE_INFO, STATES } from './states.js';
+import { NO_OCSP_URL_ADVICE, NO_OCSP_URL_ROWS, STATE_INFO, STATES } from './states.js';
 
 /**
  * Rows per page by default and at most, and problems listed above the table: a row is ~0.8 KB of HTML, so
@@ -67,6 +67,8 @@ export interface StatusPageModel {
   query: PageQuery;
   /** Problems first: shown above the table on the first page without a filter. */
   problems?: { views: CertificateView[]; count: number } | undefined;
+  /** Certificates without an OCSP URL, with the advice to turn stapling off for them: first page, no filter. */
+  noOcspUrl?: { views: CertificateView[]; count: number } | undefined;
   /** Links to the next and the first page with the same filter. */
   nextHref?: string | undefined;
   firstHref?: string | undefined;
@@ -88,6 +90,7 @@ export function renderStatusPage(m: StatusPageModel): string {
   const problems = m.problems && m.problems.count > 0
     ? `<h2>Needs attention: ${m.problems.count}${m.problems.count > m.problems.views.length ? ` (the first ${m.problems.views.length}; <a href="/?state=${STATES.filter((s) => STATE_INFO[s].problem !== null).join(',')}">all of them</a>)` : ''}</h2>\n${table(m.problems.views, t, 'problems')}`
     : '';
+  const noUrl = m.noOcspUrl && m.noOcspUrl.count > 0 ? noOcspUrlSection(m.noOcspUrl) : '';
   const first = m.views.length ? m.views[0]!.name : '';
   const shown = m.views.length ? `${escapeHtml(first)} … ${escapeHtml(m.views[m.views.length - 1]!.name)}` : 'none';
   const nav = [m.firstHref ? `<a href="${escapeHtml(m.firstHref)}" rel="first">first page</a>` : '', m.nextHref ? `<a href="${escapeHtml(m.nextHref)}" rel="next">next ${m.query.limit} →</a>` : ''].filter(Boolean).join(' · ');
@@ -115,11 +118,23 @@ a .state{text-decoration:none}
 <div class="meta">version ${escapeHtml(m.version)} · ${m.ready ? 'ready' : '<b style="color:#cf222e">not ready</b>'} · ${escapeHtml(m.now.toISOString())} · ${page.total} certificates${summary ? ` · ${summary}` : ' · no certificates'}</div>
 ${filterForm(m.query)}
 ${problems}
+${noUrl}
 <h2>Certificates${page.matched !== page.total ? ` matching: ${page.matched}` : ''} (by name; ${m.views.length} shown: ${shown})</h2>
 ${table(m.views, t, 'certificates')}
 <p class="meta">${nav ? `${nav} · ` : ''}JSON: <a href="/v1/certificates">/v1/certificates</a> · <a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a></p>
 </body></html>
 `;
+}
+
+/** Which certificate files the server blocks that should turn stapling off use (name and file). */
+function noOcspUrlSection(n: { views: CertificateView[]; count: number }): string {
+  const more = n.count > n.views.length ? ` (the first ${n.views.length}; <a href="/?state=not_applicable">all of them</a>)` : '';
+  const items = n.views.map((v) => `<li><code>${escapeHtml(v.name)}</code>: <code>${escapeHtml(v.source)}</code></li>`).join('\n');
+  return `<h2 id="no-ocsp-url">No OCSP URL: ${n.count}${more}</h2>
+<p>${escapeHtml(NO_OCSP_URL_ADVICE)}</p>
+<ul>
+${items}
+</ul>`;
 }
 
 /** `GET /`: the status page over the Stapler's briefs; views are built for the rows shown only. */
@@ -142,12 +157,18 @@ export function statusPageRoute(app: FastifyInstance, o: { stapler: Stapler; ver
       const p = selectProblems(stapler.briefs(), PROBLEM_ROWS);
       problems = { views: views(p.names), count: p.count };
     }
+    let noOcspUrl: StatusPageModel['noOcspUrl'];
+    if (unfiltered && page.counts.not_applicable > 0) {
+      const n = selectPage(stapler.briefs(), { limit: NO_OCSP_URL_ROWS, states: new Set(['not_applicable']) });
+      noOcspUrl = { views: views(n.names), count: n.matched };
+    }
     const explicit = req.query.limit !== undefined;
     const html = renderStatusPage({
       views: views(names),
       page,
       query: q,
       problems,
+      noOcspUrl,
       nextHref: page.next ? pageHref('/', q, page.next, explicit) : undefined,
       firstHref: q.after ? pageHref('/', q, null, explicit) : undefined,
       now: new Date(),

@@ -185,6 +185,36 @@ describe('status page at thousands of certificates', () => {
   });
 });
 
+describe('certificates without an OCSP URL (issue 13 item 8)', () => {
+  test('the status page says to turn stapling off for them and names their files, the first 50', async () => {
+    const r = await app.inject('/');
+    const section = r.body.slice(r.body.indexOf('id="no-ocsp-url"'), r.body.indexOf('<h2>Certificates'));
+    assert.match(section, new RegExp(`No OCSP URL: ${SYNTHETIC} \\(the first 50; <a href="/\\?state=not_applicable">`));
+    assert.match(section, /ssl_stapling off;/);
+    assert.match(section, /SSLUseStapling off/);
+    const files = [...section.matchAll(/<li><code>([^<]*)<\/code>: <code>([^<]*)<\/code><\/li>/g)];
+    assert.equal(files.length, 50);
+    const sources = new Map(records.map((x) => [x.name, x.source]));
+    for (const [, name, source] of files) assert.equal(source, sources.get(name!), `${name} is listed with its own file`);
+    assert.deepEqual(files.map((m) => m[1]), allNames.filter((n) => n.startsWith('host-')).slice(0, 50));
+    const filtered = await app.inject('/?state=good');
+    assert.ok(!filtered.body.includes('id="no-ocsp-url"'), 'only on the unfiltered first page');
+  });
+
+  test('staplerd status prints the same advice with their files after the table', async () => {
+    const out: string[] = [];
+    await runStatus(url, (x) => out.push(x), () => undefined);
+    const at = out.findIndex((l) => l.includes('without an OCSP URL'));
+    assert.ok(at > 0, out.slice(0, 3).join('\n'));
+    assert.match(out[at]!, new RegExp(`^${SYNTHETIC} without an OCSP URL\\..*ssl_stapling off;`));
+    assert.match(out[at + 1]!, /^ {2}host-00000\.example {2}h0\.pem$/);
+    assert.match(out[out.length - 1]!, new RegExp(`… ${SYNTHETIC - 50} more: staplerd status --all --state not_applicable`));
+    const failing: string[] = [];
+    await runStatus(url, (x) => failing.push(x), () => undefined, { state: 'failing' });
+    assert.ok(!failing.some((l) => l.includes('without an OCSP URL')), 'not when a state filter was asked for');
+  });
+});
+
 describe('/metrics under its cardinality cap', () => {
   test('aggregates cover every certificate; the most pressing get series up to the cap; the rest are counted as dropped', async () => {
     const text = (await app.inject('/metrics')).body;
@@ -233,7 +263,7 @@ describe('staplerd status, paged', () => {
     assert.match(out[1]!, new RegExp(`${SYNTHETIC + 3 - 100} more .*--all`));
     const all: string[] = [];
     await runStatus(url, (s) => all.push(s), () => undefined, { all: true });
-    assert.equal(all.length, 1, 'no hint');
+    assert.ok(!all.some((l) => /more \(.*--all/.test(l)), 'no hint');
     assert.deepEqual(all[0]!.split('\n').slice(1).map((l) => l.split(/\s{2,}/)[0]), allNames);
     const some: string[] = [];
     await runStatus(url, (s) => some.push(s), () => undefined, { state: 'failing,revoked' });
