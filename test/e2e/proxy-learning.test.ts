@@ -23,6 +23,15 @@ const UNAUTHORIZED = Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x06]);
 /** A SHA-1 CertID request, as nginx, HAProxy and Apache build them (no nonce). */
 const requestFor = (pki: DemoPki, leaf: 'good' | 'mustStaple' | 'revoked') => Buffer.from(buildOcspRequest([computeCertId(pki.leaves[leaf].der, pki.issuer.der, 'sha1')]));
 
+/**
+ * POST an OCSP request to /ocsp. Not Staplerd.get: its 5 s per request is too short for a hundred at once
+ * on a loaded machine (each waits for the one upstream fetch, bounded by fetch.timeout, 10 s).
+ */
+async function postOcsp(daemon: Staplerd, body: Buffer): Promise<Buffer> {
+  const r = await fetch(`${daemon.url}/ocsp`, { method: 'POST', body, headers: { 'content-type': 'application/ocsp-request' }, signal: AbortSignal.timeout(30_000) });
+  return Buffer.from(await r.arrayBuffer());
+}
+
 /** A demo CA and its responder (the upstream), in a fresh temp dir. */
 async function setup(prefix: string): Promise<{ tmp: Awaited<ReturnType<typeof tempDir>>; pki: DemoPki; files: DemoPkiFiles; responder: DemoResponder }> {
   const tmp = await tempDir(prefix);
@@ -91,7 +100,7 @@ describe('absolute-form requests through staplerd as a proxy (curl -x)', { skip:
   });
 });
 
-describe('learning mode: nginx asks for a certificate staplerd was never configured for', { skip: bins.skip, timeout: 40_000 }, () => {
+describe('learning mode: nginx asks for a certificate staplerd was never configured for', { skip: bins.skip, timeout: 90_000 }, () => {
   let s: Awaited<ReturnType<typeof setup>> | undefined;
   let daemon: Staplerd | undefined;
   let nginx: Child | undefined;
@@ -136,10 +145,7 @@ describe('learning mode: nginx asks for a certificate staplerd was never configu
     return `${r.stdout}\n${r.stderr}`;
   }
 
-  const post = async (body: Buffer): Promise<Buffer> => {
-    const r = await daemon!.get('/ocsp', { method: 'POST', body, headers: { 'content-type': 'application/ocsp-request' } });
-    return Buffer.from(await r.arrayBuffer());
-  };
+  const post = (body: Buffer): Promise<Buffer> => postOcsp(daemon!, body);
 
   test('the staple appears: s_client shows Cert Status: good, and /v1/certificates lists it as learned', async () => {
     assert.equal(knownBeforeNginx, 0, 'configured with no certificates');
@@ -186,7 +192,7 @@ describe('learning mode: nginx asks for a certificate staplerd was never configu
   });
 });
 
-describe('learning mode with openssl ocsp as the trusted issuer\'s responder', { skip: bins.skip, timeout: 40_000 }, () => {
+describe('learning mode with openssl ocsp as the trusted issuer\'s responder', { skip: bins.skip, timeout: 90_000 }, () => {
   let tmp: Awaited<ReturnType<typeof tempDir>> | undefined;
   let pki: DemoPki;
   let upstream: Child | undefined;
@@ -219,10 +225,7 @@ describe('learning mode with openssl ocsp as the trusted issuer\'s responder', {
 
   test('a hundred concurrent POSTs for a new certificate all get the staple, from one upstream fetch', async () => {
     const req = requestFor(pki, 'good');
-    const answers = await Promise.all(Array.from({ length: 100 }, async () => {
-      const r = await daemon!.get('/ocsp', { method: 'POST', body: req, headers: { 'content-type': 'application/ocsp-request' } });
-      return Buffer.from(await r.arrayBuffer());
-    }));
+    const answers = await Promise.all(Array.from({ length: 100 }, () => postOcsp(daemon!, req)));
     const { certificates } = await daemon!.json<{ certificates: CertificateView[] }>('/v1/certificates');
     assert.equal(certificates.length, 1, `learned: ${certificates.map((c) => c.name).join(', ')}`);
     const staple = Buffer.from(await (await daemon!.get(`/v1/certificates/${certificates[0]!.name}/ocsp`)).arrayBuffer());
