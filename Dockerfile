@@ -2,14 +2,19 @@
 # Run:   docker run -d --name staplerd -p 127.0.0.1:8080:8080 \
 #          -v /etc/ssl/staplerd:/etc/staplerd/certs:ro -v staplerd-data:/var/lib/staplerd staplerd
 # The config is config/docker/staplerd.yaml (copied to /etc/staplerd/staplerd.yaml; mount your own there to
-# change it). Not built or run in CI: these machines have no Docker engine. test/packaging/files.test.ts
-# checks that every path, port and command named here exists in the repository.
+# change it). CI builds it with podman (.ci/image.sh) and runs what it builds (test/image/);
+# test/packaging/files.test.ts checks that every path, port and command named here exists in the repository.
 
 # --- build: dev dependencies, TypeScript compile, then drop the dev dependencies ---------------------------
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# Behind a TLS-intercepting proxy, pass its CA bundle as a build secret:
+#   docker build --secret id=ca,src=/path/to/ca-bundle.crt -t staplerd .
+# It is mounted for this one step only: no layer and no image keeps the file or the variable.
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca; fi; \
+    npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev

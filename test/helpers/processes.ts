@@ -287,9 +287,10 @@ export interface OpensslResponderFiles {
  * `openssl ocsp -index ... -port P` as an independent upstream. OpenSSL 3.0's `-port` takes only a number
  * (it binds every interface); tests contact it on 127.0.0.1 only. Waits for its "ACCEPT" line.
  */
-export async function startOpensslResponder(openssl: string, f: OpensslResponderFiles, port: number, nmin = 60): Promise<Child> {
+export async function startOpensslResponder(openssl: string, f: OpensslResponderFiles, port: number, nmin = 60, prefix: string[] = []): Promise<Child> {
   const args = ['ocsp', '-index', f.index, '-port', String(port), '-rsigner', f.signer, '-rkey', f.signerKey, '-CA', f.issuer, '-nmin', String(nmin), '-ignore_err'];
-  const c = new Child('openssl ocsp', openssl, args);
+  // `prefix` runs it through another command first, e.g. `ip netns exec NS` (test/image/).
+  const c = prefix.length > 0 ? new Child('openssl ocsp', prefix[0]!, [...prefix.slice(1), openssl, ...args]) : new Child('openssl ocsp', openssl, args);
   try {
     await waitFor(`openssl ocsp to accept on port ${port}`, 10_000, () => {
       if (!c.running) throw new Error('exited');
