@@ -34,7 +34,7 @@ interface ComposeService {
   volumes?: string[];
   ports?: string[];
   environment?: Record<string, string>;
-  healthcheck?: { test: string[] };
+  healthcheck?: { test?: string[] }; // without `test`, the image's HEALTHCHECK (its interval etc. overridden)
   depends_on?: Record<string, { condition: string }>;
 }
 const compose = parseYaml(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8')) as {
