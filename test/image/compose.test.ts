@@ -154,9 +154,10 @@ describe('docker-compose.yml: nginx and HAProxy staple through staplerd and the 
   });
 
   after(async () => {
-    for (const r of [...running.values()].reverse()) if (r.child.running) await r.child.stop('SIGKILL');
-    for (const r of roots.reverse()) await r.remove().catch((e: Error) => console.warn(`cleanup: ${e.message}`));
+    // As `docker compose down`: SIGTERM in reverse start order; then whatever is left goes with the namespace.
+    for (const r of [...running.values()].reverse()) await r.child.stop('SIGTERM', 10_000).catch((e: Error) => console.warn(`stopping: ${e.message}`));
     await netns?.remove();
+    for (const r of roots.reverse()) await r.remove().catch((e: Error) => console.warn(`cleanup: ${e.message}`));
     await tmp?.cleanup();
   });
 

@@ -140,7 +140,23 @@ export async function createNetns(): Promise<{ name: string; remove(): Promise<v
   const name = `staplerd-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   await must('ip', ['netns', 'add', name]);
   await must('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  return { name, remove: () => must('ip', ['netns', 'delete', name]).then(() => undefined) };
+  const pids = async () => (await must('ip', ['netns', 'pids', name])).split(/\s+/).filter(Boolean).map(Number);
+  return {
+    name,
+    // Kills whatever is left in it first: an nginx worker outlives a killed master and would hold the test's
+    // output pipes open (the test file would never exit) and its root filesystem busy.
+    async remove() {
+      for (const pid of await pids()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+        }
+      }
+      await waitFor(`no process left in network namespace ${name}`, 10_000, async () => ((await pids()).length === 0 ? true : undefined));
+      await must('ip', ['netns', 'delete', name]);
+    },
+  };
 }
 
 /** `ip netns exec NS` + argv: for host tools (openssl) that must reach the namespace's loopback. */

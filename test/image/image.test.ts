@@ -84,8 +84,8 @@ describe('the container image, run as its config says', { skip: suite.skip, time
 
   after(async () => {
     for (const c of [daemon, upstream]) if (c?.running) await c.stop('SIGKILL');
-    await rootfs?.remove();
     await netns?.remove();
+    await rootfs?.remove();
     await tmp?.cleanup();
   });
 
