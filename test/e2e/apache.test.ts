@@ -13,8 +13,7 @@ import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '..
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
-} from '../helpers/processes.js';
+  Child, freePort, run, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd, sClientStatus } from '../helpers/processes.js';
 
 const bins = suiteBinaries(['apache2', 'openssl'], 'the Apache end-to-end test');
 
@@ -137,10 +136,7 @@ describe('Apache mod_ssl staples what staplerd serves (SSLStaplingForceURL)', { 
 
   const errorLog = () => readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '(no error.log)');
 
-  async function sClient(): Promise<string> {
-    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 10_000 });
-    return `${r.stdout}\n${r.stderr}`;
-  }
+  const sClient = (): Promise<string> => sClientStatus(bins.path('openssl'), port, files.root, 10_000);
 
   test('openssl s_client -status shows Cert Status: good with the staple staplerd holds', async () => {
     const held = await daemon!.json<CertificateView>('/v1/certificates/good');

@@ -22,8 +22,7 @@ import { createDemoPki, demoStatuses, writeDemoPki, type DemoPki, type DemoPkiFi
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd,
-} from '../helpers/processes.js';
+  Child, freePort, run, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd, sClientStatus } from '../helpers/processes.js';
 import { trixieBuild, type ServerBuild } from '../helpers/servers.js';
 
 const build = trixieBuild('haproxy', "the HAProxy 3.0 ocsp-update test");
@@ -162,10 +161,7 @@ function suite(c: Case, b: ServerBuild): void {
       await tmp?.cleanup();
     });
 
-    async function sClient(): Promise<string> {
-      const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 30_000 });
-      return `${r.stdout}\n${r.stderr}`;
-    }
+    const sClient = (): Promise<string> => sClientStatus(bins.path('openssl'), port, files.root);
 
     /** Waits for the update row to satisfy `ok`; the message carries the row and both logs. */
     async function waitRow(what: string, ok: (r: UpdateRow) => boolean, ms = 30_000): Promise<UpdateRow> {

@@ -14,8 +14,7 @@ import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '..
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, runCli, sleep, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd,
-} from '../helpers/processes.js';
+  Child, freePort, run, runCli, sleep, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd, sClientStatus } from '../helpers/processes.js';
 import { serverBuilds, type ServerBuild } from '../helpers/servers.js';
 
 const bins = suiteBinaries(['openssl'], 'the HAProxy end-to-end test');
@@ -127,10 +126,7 @@ describe(`HAProxy ${build.label} staples what staplerd pushes over the stats soc
     await tmp?.cleanup();
   });
 
-  async function sClient(): Promise<string> {
-    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 30_000 });
-    return `${r.stdout}\n${r.stderr}`;
-  }
+  const sClient = (): Promise<string> => sClientStatus(bins.path('openssl'), port, files.root);
 
   /** Polls s_client until it shows a staple with this thisUpdate. */
   async function waitForStaple(thisUpdate: string, ms = 30_000): Promise<string> {

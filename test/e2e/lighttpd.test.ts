@@ -11,7 +11,7 @@ import { opensslTime } from '../../src/check.js';
 import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '../../src/demo/ca.js';
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import type { CertificateView } from '../../src/service/staple.js';
-import { Child, freePort, run, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd } from '../helpers/processes.js';
+import { Child, freePort, run, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd, sClientStatus } from '../helpers/processes.js';
 
 const bins = suiteBinaries(['lighttpd', 'openssl'], 'the lighttpd ssl.stapling-file end-to-end test');
 
@@ -80,10 +80,7 @@ describe('lighttpd staples the file staplerd writes', { skip: bins.skip, timeout
 
   const errorLog = () => readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '(no error.log)');
 
-  async function sClient(): Promise<string> {
-    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 10_000 });
-    return `${r.stdout}\n${r.stderr}`;
-  }
+  const sClient = (): Promise<string> => sClientStatus(bins.path('openssl'), port, files.root, 10_000);
 
   test('the first handshake carries the staple staplerd wrote, byte for byte what it serves', async () => {
     const held = await daemon!.json<CertificateView>('/v1/certificates/good');

@@ -12,8 +12,7 @@ import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '..
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, sleep, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd,
-} from '../helpers/processes.js';
+  Child, freePort, run, sleep, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd, sClientStatus } from '../helpers/processes.js';
 import { nginxConf } from '../helpers/nginx.js';
 import { serverBuilds, type ServerBuild } from '../helpers/servers.js';
 
@@ -89,10 +88,7 @@ describe(`nginx ${build.label} staples the file staplerd writes, and reloads whe
 
   const errorLog = () => readFile(join(tmp.dir, 'error.log'), 'utf8').catch(() => '(no error.log)');
 
-  async function sClient(): Promise<string> {
-    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 30_000 });
-    return `${r.stdout}\n${r.stderr}`;
-  }
+  const sClient = (): Promise<string> => sClientStatus(bins.path('openssl'), port, files.root);
 
   async function waitForStaple(thisUpdate: string): Promise<string> {
     const want = `This Update: ${opensslTime(new Date(thisUpdate))}`;

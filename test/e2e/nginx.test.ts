@@ -14,8 +14,7 @@ import { createDemoPki, demoStatuses, writeDemoPki, type DemoPkiFiles } from '..
 import { startResponder, type DemoResponder } from '../../src/demo/responder.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, sleep, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd,
-} from '../helpers/processes.js';
+  Child, freePort, run, sleep, startStaplerd, suiteBinaries, waitFor, writeStaplerdConfig, type Staplerd, sClientStatus } from '../helpers/processes.js';
 import { nginxConf } from '../helpers/nginx.js';
 import { serverBuilds, type ServerBuild } from '../helpers/servers.js';
 
@@ -83,10 +82,7 @@ describe(`nginx ${build.label} staples the response staplerd holds (ssl_stapling
     await tmp?.cleanup();
   });
 
-  async function sClient(): Promise<string> {
-    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${nginxPort}`, '-servername', 'good.demo.test', '-status', '-CAfile', files.root], { timeoutMs: 30_000 });
-    return `${r.stdout}\n${r.stderr}`;
-  }
+  const sClient = (): Promise<string> => sClientStatus(bins.path('openssl'), nginxPort, files.root);
 
   test('openssl s_client -status shows Cert Status: good with the staple staplerd holds', async () => {
     // nginx fetches lazily: the first handshake of a worker gets no staple, a later one does.

@@ -13,8 +13,7 @@ import { computeCertId } from '../../src/pki/certid.js';
 import { buildOcspRequest } from '../../src/pki/request.js';
 import type { CertificateView } from '../../src/service/staple.js';
 import {
-  Child, freePort, run, sleep, startOpensslResponder, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd,
-} from '../helpers/processes.js';
+  Child, freePort, run, sleep, startOpensslResponder, startStaplerd, suiteBinaries, tempDir, waitFor, writeStaplerdConfig, type Staplerd, sClientStatus } from '../helpers/processes.js';
 import { nginxConf } from '../helpers/nginx.js';
 
 const bins = suiteBinaries(['curl', 'nginx', 'openssl'], 'the proxy and learning end-to-end tests');
@@ -140,10 +139,7 @@ describe('learning mode: nginx asks for a certificate staplerd was never configu
     await s?.tmp.cleanup();
   });
 
-  async function sClient(): Promise<string> {
-    const r = await run(bins.path('openssl'), ['s_client', '-connect', `127.0.0.1:${nginxPort}`, '-servername', 'good.demo.test', '-status', '-CAfile', s!.files.root], { timeoutMs: 10_000 });
-    return `${r.stdout}\n${r.stderr}`;
-  }
+  const sClient = (): Promise<string> => sClientStatus(bins.path('openssl'), nginxPort, s!.files.root, 10_000);
 
   const post = (body: Buffer): Promise<Buffer> => postOcsp(daemon!, body);
 

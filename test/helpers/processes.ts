@@ -303,6 +303,15 @@ export async function startOpensslResponder(openssl: string, f: OpensslResponder
   return c;
 }
 
+/**
+ * `openssl s_client -status` against a TLS server on loopback for the demo PKI's good leaf: stdout and stderr
+ * together (the OCSP block and the verify result), for the e2e tests of every server that staples.
+ */
+export async function sClientStatus(openssl: string, port: number, caFile: string, timeoutMs = 30_000): Promise<string> {
+  const r = await run(openssl, ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'good.demo.test', '-status', '-CAfile', caFile], { timeoutMs });
+  return `${r.stdout}\n${r.stderr}`;
+}
+
 export interface SuiteBinaries {
   /** For `describe(..., { skip })`: a message when a binary is missing and tests may skip, else false. */
   skip: string | false;
