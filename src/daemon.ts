@@ -22,6 +22,7 @@ import { loadAllRecords } from './sources/load-all.js';
 import { watchDirectories } from './sources/watch.js';
 import { DiskStapleStore } from './store/disk-store.js';
 import { systemClock, type Clock } from './util/clock.js';
+import { MemorySettler } from './util/memory.js';
 
 export interface Daemon {
   readonly app: FastifyInstance;
@@ -183,6 +184,13 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   const host = cfg.listen.host.includes(':') ? `[${cfg.listen.host}]` : cfg.listen.host;
   log.info({ url: `http://${host}:${port}`, certificates: records.length, sinks: sinkList.map((s) => s.name), learningIssuers: trusted.length, ocspPath: cfg.ocsp.pathPrefix }, 'staplerd listening');
 
+  // Gives back what a busy spell grew (the start-up fetches first of all) once the daemon goes quiet.
+  const settler = new MemorySettler({
+    clock,
+    onRelease: (before, after) => log.debug({ newSpaceMB: [before.size, after.size].map((b) => Math.round(b / 1048576)) }, 'released memory while quiet'),
+  });
+  settler.start();
+
   let scanning = Promise.resolve();
   let unwatch = (): void => undefined;
   const watch = (c: Config) => {
@@ -215,6 +223,7 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
     rescan,
     async stop() {
       unwatch();
+      settler.stop();
       learner?.stop();
       // Together: stopping the Stapler aborts upstream fetches, which an in-flight HTTP request (a refresh,
       // an OCSP request waiting on a first fetch) may be waiting for while app.close() waits for it. A

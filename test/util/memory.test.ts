@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { releaseMemory } from '../../src/util/memory.js';
+import { MemorySettler, newSpaceNow, releaseMemory } from '../../src/util/memory.js';
+import { systemClock } from '../../src/util/clock.js';
+import { FakeClock } from '../helpers/clock.js';
 
 test('releaseMemory obtains V8 gc at run time and runs a full collection that frees garbage', async () => {
   let junk: unknown[] | undefined = Array.from({ length: 200_000 }, (_, i) => ({ i, s: `garbage-${i}` }));
@@ -9,4 +11,78 @@ test('releaseMemory obtains V8 gc at run time and runs a full collection that fr
   assert.equal(junk, undefined);
   assert.equal(await releaseMemory(), true, 'gc is available without --expose-gc on the command line');
   assert.ok(process.memoryUsage().heapUsed < before, `heap used ${process.memoryUsage().heapUsed} < ${before}`);
+});
+
+const MB = 1024 * 1024;
+
+/** A young generation whose numbers the test sets, and a release that counts its calls and shrinks it. */
+function fakeHeap(size: number, used: number, shrinksTo: number | undefined) {
+  const space = { size, used };
+  const calls: number[] = [];
+  return {
+    space,
+    calls,
+    newSpace: () => ({ ...space }),
+    release: async () => {
+      calls.push(space.size);
+      if (shrinksTo !== undefined) Object.assign(space, { size: shrinksTo, used: 0 });
+      return true;
+    },
+  };
+}
+
+test('MemorySettler collects once after a whole quiet interval, never while allocation goes on', async () => {
+  const clock = new FakeClock();
+  const heap = fakeHeap(32 * MB, 10 * MB, 1 * MB);
+  const s = new MemorySettler({ clock, everyMs: 5000, newSpace: heap.newSpace, release: heap.release });
+  s.start();
+  // Busy: 6 MB allocated per interval, and a scavenge now and then (used drops).
+  for (const used of [16, 22, 3, 9, 15]) {
+    heap.space.used = used * MB;
+    await clock.advance(5000);
+  }
+  assert.deepEqual(heap.calls, [], 'no collection while allocating');
+  heap.space.used += 100 * 1024; // a timer's worth of garbage: still quiet
+  await clock.advance(5000);
+  assert.deepEqual(heap.calls, [32 * MB], 'one collection after one quiet interval');
+  for (let i = 0; i < 6; i++) await clock.advance(5000);
+  assert.equal(heap.calls.length, 1, 'an idle, settled daemon is not collected again');
+  // Load again: the young generation grows; then quiet again: one more collection.
+  heap.space.size = 32 * MB;
+  heap.space.used = 20 * MB;
+  await clock.advance(5000);
+  await clock.advance(5000);
+  assert.equal(heap.calls.length, 2);
+  s.stop();
+  assert.equal(clock.pending, 0, 'stop cancels the timer');
+});
+
+test('MemorySettler tries twice when V8 keeps the young generation grown, then waits for it to grow further', async () => {
+  const clock = new FakeClock();
+  const heap = fakeHeap(32 * MB, 5 * MB, undefined);
+  const s = new MemorySettler({ clock, everyMs: 5000, newSpace: heap.newSpace, release: heap.release });
+  s.start();
+  for (let i = 0; i < 10; i++) await clock.advance(5000);
+  assert.equal(heap.calls.length, 2, `collections at idle: ${heap.calls.length}`);
+  s.stop();
+});
+
+test('MemorySettler on the real heap: after an allocation burst, one quiet interval gives the young generation back', async () => {
+  // Grow the young generation the way a fetch burst does: many short-lived objects, some surviving a while.
+  let keep: unknown[] = [];
+  for (let i = 0; i < 400_000; i++) {
+    keep.push({ i, s: `burst-${i}`, b: new Uint8Array(32) });
+    if (keep.length > 20_000) keep = [];
+  }
+  keep = [];
+  const before = newSpaceNow();
+  if (before.size <= 4 * MB) return assert.fail(`the burst did not grow the young generation (${before.size} bytes); the test needs it grown`);
+  const released: Array<[number, number]> = [];
+  const s = new MemorySettler({ clock: systemClock, onRelease: (b, a) => released.push([b.size, a.size]) });
+  s.start();
+  const until = Date.now() + 20_000;
+  while (released.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+  s.stop();
+  assert.equal(released.length, 1, 'one collection within 20 s of quiet');
+  assert.ok(newSpaceNow().size < before.size, `young generation ${before.size} -> ${newSpaceNow().size} bytes`);
 });
