@@ -60,7 +60,7 @@ export class StapleAnswers {
     const e = this.#o.index.byKey(key);
     if (!e) return { kind: 'unknown' };
     const form = algOfKey(key);
-    const nowMs = this.#o.clock.now().getTime();
+    const nowMs = this.#o.clock.nowMs();
     const s = form === 'sha1' ? e.staple : e.alt;
     const until = s ? servableUntil(s.nextUpdateMs, this.#o.refresh.marginSeconds, s.thisUpdateMs) : 0;
     if (s && nowMs < until) {

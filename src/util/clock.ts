@@ -5,6 +5,8 @@ export interface Timer {
 
 export interface Clock {
   now(): Date;
+  /** now() as epoch milliseconds, without a Date: the serving path asks once per request. */
+  nowMs(): number;
   /** Calls `fn` after `ms`; the timer never keeps the process alive (unref'd). */
   setTimer(fn: () => void, ms: number): Timer;
 }
@@ -14,6 +16,7 @@ const MAX_DELAY = 2 ** 31 - 1;
 
 export const systemClock: Clock = {
   now: () => new Date(),
+  nowMs: () => Date.now(),
   setTimer(fn, ms) {
     let handle: NodeJS.Timeout;
     const due = Date.now() + ms;

@@ -14,6 +14,10 @@ export class FakeClock implements Clock {
     return new Date(this.#now);
   }
 
+  nowMs(): number {
+    return this.#now;
+  }
+
   get pending(): number {
     return this.#timers.size;
   }

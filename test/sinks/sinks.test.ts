@@ -129,7 +129,7 @@ async function fakeHaproxy(answer: (cmd: string) => string): Promise<{ server: S
 
 describe('HaproxySink', () => {
   test('keeps HAProxy\'s own rule: nothing with 300 s or less to nextUpdate, nothing without nextUpdate', () => {
-    const at = (ms: number) => ({ now: () => new Date(ms), setTimer: () => ({ cancel() {} }) });
+    const at = (ms: number) => ({ now: () => new Date(ms), nowMs: () => ms, setTimer: () => ({ cancel() {} }) });
     const s = stapleFor();
     const sinkAt = (ms: number) => new HaproxySink({ socket: '/nonexistent', timeoutMs: 1000, checkIntervalMs: 60_000 }, captureLog().log, at(ms));
     assert.equal(sinkAt(s.nextUpdateMs - 301_000).accepts(rec('www'), s), true);
