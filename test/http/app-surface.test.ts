@@ -129,6 +129,29 @@ describe('the fast path answers root-URL hits', () => {
   });
 });
 
+test('the fast path sends each hit the max-age of its answer, though it reuses a staple\'s headers between hits', () => {
+  const cache = new RequestCache({ maxEntries: 10, maxBytes: 1 << 20 });
+  const s = stapler.staple('www')!;
+  let maxAgeSeconds = 100;
+  const fast = createFastPath({ pathPrefix: '/ocsp', maxUrlBytes: 8192, cache, answer: () => ({ kind: 'staple', staple: s, maxAgeSeconds }) });
+  const hit = () => {
+    let headers: Record<string, unknown> = {};
+    const res = { writeHead: (_s: number, h: Record<string, unknown>) => void (headers = { ...h }), end: () => undefined };
+    assert.equal(fast({ method: 'GET', url: `/ocsp/${encodeURIComponent(b64)}`, rawHeaders: [] } as unknown as IncomingMessage, res as unknown as ServerResponse), true);
+    return headers;
+  };
+  const first = hit();
+  assert.equal(first['cache-control'], 'max-age=100, public, no-transform, must-revalidate');
+  assert.deepEqual(
+    { type: first['content-type'], length: first['content-length'], etag: first['etag'], lm: first['last-modified'], exp: first['expires'] },
+    { type: 'application/ocsp-response', length: s.body.length, etag: s.etag, lm: s.lastModified, exp: s.expires },
+  );
+  maxAgeSeconds = 99;
+  assert.equal(hit()['cache-control'], 'max-age=99, public, no-transform, must-revalidate');
+  maxAgeSeconds = 100;
+  assert.equal(hit()['cache-control'], 'max-age=100, public, no-transform, must-revalidate');
+});
+
 describe('Host check (DNS rebinding)', () => {
   let app: FastifyInstance;
   before(() => (app = appWith({ http: { allowedHosts: ['Staplerd.Internal.'] } })));
