@@ -20,9 +20,14 @@ export interface RequestCacheOptions {
  */
 export const MAX_INLINE_KEY_CHARS = 512;
 
-/** The memo key of a GET, by its raw URL (what node hands us; repeats skip even the percent-decoding). */
+/**
+ * The memo key of a GET, by its raw URL (what node hands us; repeats skip even the percent-decoding). An
+ * origin-form URL is its own key: it starts with '/', which no other kind of key does (`u:`, `U:`, `p:`,
+ * `P:`), and a hit then hashes node's string as it is instead of a concatenated copy of it.
+ */
 export function urlMemoKey(url: string): string {
-  return url.length <= MAX_INLINE_KEY_CHARS ? `u:${url}` : `U:${createHash('sha256').update(url).digest('base64')}`;
+  if (url.length > MAX_INLINE_KEY_CHARS) return `U:${createHash('sha256').update(url).digest('base64')}`;
+  return url.charCodeAt(0) === 47 /* '/' */ ? url : `u:${url}`;
 }
 
 /** The memo key of a POST body. */

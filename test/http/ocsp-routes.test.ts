@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
 import { getCandidates, MAX_GET_CANDIDATES, ocspFrameworkErrors, ocspRoutes } from '../../src/http/ocsp-routes.js';
-import { RequestCache } from '../../src/http/request-cache.js';
+import { bodyMemoKey, MAX_INLINE_KEY_CHARS, RequestCache, urlMemoKey } from '../../src/http/request-cache.js';
 import { certIdKey } from '../../src/pki/certid.js';
 import { buildOcspRequest, encodeCertId } from '../../src/pki/request.js';
 import { encodeOid, octets, seq, tlv } from '../../src/pki/der.js';
@@ -341,4 +341,16 @@ describe('GET paths made of /M segments', () => {
     const cache = new RequestCache({ maxEntries: 10, maxBytes: 1 << 20 });
     assert.equal(cache.target('u:x', () => getCandidates(text)).kind, 'certId');
   });
+});
+
+test('memo keys: an origin-form URL is its own key, and no URL key can equal a body key or another form', () => {
+  const url = `/ocsp/${encodeURIComponent(b64(req()))}`;
+  assert.equal(urlMemoKey(url), url, 'origin-form: the URL itself');
+  const body = Buffer.from(url, 'latin1');
+  assert.notEqual(urlMemoKey(url), bodyMemoKey(body), 'a POST body with the same text gets another key');
+  assert.equal(urlMemoKey(`http://ocsp.example${url}`), `u:http://ocsp.example${url}`, 'absolute-form keeps its prefix');
+  const long = `/${'A'.repeat(MAX_INLINE_KEY_CHARS)}`;
+  assert.match(urlMemoKey(long), /^U:[A-Za-z0-9+/]{43}=$/, 'over the bound: a SHA-256, not the URL');
+  // Every other kind of key starts with a letter; an origin-form URL starts with '/'.
+  for (const k of [bodyMemoKey(body), bodyMemoKey(Buffer.alloc(MAX_INLINE_KEY_CHARS + 1)), urlMemoKey('http://x/'), urlMemoKey(long)]) assert.notEqual(k.charAt(0), '/');
 });
