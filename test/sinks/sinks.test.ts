@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
 import { verifyOcspResponse } from '../../src/pki/verify.js';
-import { Staple, viewOf, type Entry } from '../../src/service/staple.js';
+import { Staple, briefOf, viewOf, type Entry } from '../../src/service/staple.js';
 import { FileSink, stapleFilePath } from '../../src/sinks/file-sink.js';
 import { HaproxySink, processIdentity, socketTarget } from '../../src/sinks/haproxy-sink.js';
 import { HookRunner } from '../../src/sinks/hooks.js';
@@ -51,6 +51,21 @@ function stapleUntil(nextUpdateInMs: number, status: 'good' | 'revoked' = 'good'
 function entry(name: string, o: Partial<Entry>, r: Partial<CertRecord> = {}): Entry {
   const record: CertRecord = { name, source: `/etc/ssl/${name}.pem`, leaf: f.mustStaple, issuer: f.issuer, url: 'http://127.0.0.1:9/', ...r };
   return { record, keys: [], staple: undefined, alt: undefined, altFailures: 0, unknown: undefined, unknownCount: 0, failures: 0, lastError: undefined, generation: 0, reported: 'pending', ...o };
+}
+/** What the service answers about `entries` at f.now (margin 300 s), as StapleAnswers does; names the views built. */
+function catalog(entries: Entry[]) {
+  const viewed: string[] = [];
+  return {
+    viewed,
+    *briefs() {
+      for (const e of entries) yield briefOf(e, f.now, 300);
+    },
+    view(name: string) {
+      viewed.push(name);
+      const e = entries.find((x) => x.record.name === name);
+      return e && viewOf(e, f.now, 300, undefined);
+    },
+  };
 }
 
 describe('FileSink', () => {
@@ -270,7 +285,7 @@ describe('HookRunner', () => {
     const hooks = new HookRunner({
       hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME $STAPLERD_SERIAL" >> ${out}`], timeoutMs: 5000, ...LIMITS } },
       log: captureLog().log,
-      list: () => [],
+      briefs: () => [], view: () => undefined,
       marginSeconds: 300,
       now: () => f.now,
     });
@@ -296,7 +311,7 @@ describe('HookRunner', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`;
     const results: string[] = [];
-    const hooks = new HookRunner({ hooks: { revoked: { url, timeoutMs: 2000, ...LIMITS } }, log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r) });
+    const hooks = new HookRunner({ hooks: { revoked: { url, timeoutMs: 2000, ...LIMITS } }, log: captureLog().log, briefs: () => [], view: () => undefined, marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r) });
     hooks.onStaple(rec('www'), stapleFor(), 'fetched');
     hooks.onStaple(rec('www'), stapleFor(f.good, 0, 'revoked'), 'fetched');
     hooks.onStaple(rec('api'), stapleFor(), 'fetched');
@@ -330,10 +345,12 @@ describe('HookRunner', () => {
       entry('plain', { staple: stapleFor(f.good, 0) }, { leaf: f.good }),
       entry('no-url', {}, { url: undefined }),
     ];
+    const certs = catalog(entries);
     const hooks = new HookRunner({
       hooks: { mustStapleExpiring: { command: ['sh', '-c', `echo "${line}" >> ${out}`], timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
       log: captureLog().log,
-      list: () => entries.map((e) => viewOf(e, f.now, 300, undefined)),
+      briefs: () => certs.briefs(),
+      view: (name) => certs.view(name),
       marginSeconds: 300,
       now: () => f.now,
       onResult: (_e, r) => results.push(r),
