@@ -384,5 +384,31 @@ describe('HookRunner', () => {
       `must_staple_expiring|unknown|${serial}|${subject}|unknown||`,
     ]);
   });
+
+  test('the must-staple check walks the briefs and builds a full view only for the certificates whose hook fires', async () => {
+    const plainSoon = stapleFor(f.good, 0); // ends within the hour, but the certificate is not must-staple
+    const fine = stapleUntil(5 * 3600_000);
+    const entries = Array.from({ length: 998 }, (_, i) => (i % 2 ? entry(`fine-${i}`, { staple: fine }) : entry(`plain-${i}`, { staple: plainSoon }, { leaf: f.good })));
+    entries.splice(300, 0, entry('expiring', { staple: stapleUntil(20 * 60_000) }));
+    entries.push(entry('none-held', { failures: 1 }));
+    const certs = catalog(entries);
+    const results: string[] = [];
+    const hooks = new HookRunner({
+      hooks: { mustStapleExpiring: { command: ['true'], timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
+      log: captureLog().log,
+      briefs: () => certs.briefs(),
+      view: (name) => certs.view(name),
+      marginSeconds: 300,
+      now: () => f.now,
+      onResult: (_e, r) => results.push(r),
+    });
+    hooks.check();
+    assert.deepEqual(certs.viewed, ['expiring', 'none-held'], 'one view per firing certificate, none for the other 998');
+    hooks.check();
+    assert.deepEqual(certs.viewed, ['expiring', 'none-held'], 'already warned: decided from the brief, no view built');
+    await until(() => results.length === 2, 'both runs finished', 30_000);
+    await hooks.stop();
+    assert.deepEqual(results, ['ok', 'ok']);
+  });
 });
 
