@@ -141,7 +141,8 @@ export async function startDaemon(cfg: Config, o: DaemonOptions): Promise<Daemon
   const hooks = new HookRunner({
     hooks: cfg.hooks,
     log,
-    list: () => stapler.list(),
+    briefs: () => stapler.briefs(),
+    view: (name) => stapler.get(name),
     marginSeconds: cfg.refresh.marginSeconds,
     now: () => clock.now(),
     clock,

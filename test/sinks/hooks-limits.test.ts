@@ -76,7 +76,7 @@ async function receiver(holdMs: number): Promise<{ url: string; names: string[];
 describe('hook limits', () => {
   test('a learned certificate turning revoked runs no hook unless learning.hooks is on', async () => {
     const r = await receiver(0);
-    const opts = { log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now };
+    const opts = { log: captureLog().log, briefs: () => [], view: () => undefined, marginSeconds: 300, now: () => f.now };
     const off = new HookRunner({ ...opts, hooks: { revoked: { url: r.url, timeoutMs: 2000, ...LIMITS } } });
     off.onStaple(rec('learned-a', { learned: true }), revokedStaple(), 'fetched');
     off.onStaple(rec('configured'), revokedStaple(), 'fetched');
@@ -96,7 +96,7 @@ describe('hook limits', () => {
     const results: string[] = [];
     const hooks = new HookRunner({
       hooks: { revoked: { url: r.url, timeoutMs: 2000, ...LIMITS, maxPerMinute: 6, burst: 3 } },
-      log: cap.log, list: () => [], marginSeconds: 300, now: () => clock.now(), clock, onResult: (_e, res) => results.push(res),
+      log: cap.log, briefs: () => [], view: () => undefined, marginSeconds: 300, now: () => clock.now(), clock, onResult: (_e, res) => results.push(res),
     });
     for (let i = 0; i < 50; i++) hooks.onStaple(rec(`c${i}`), revokedStaple(), 'fetched');
     await until(() => r.names.length === 3, 'the burst ran', 30_000);
@@ -116,7 +116,7 @@ describe('hook limits', () => {
 
   test('runs at most `concurrency` hooks at once and queues the others', async () => {
     const r = await receiver(150);
-    const hooks = new HookRunner({ hooks: { revoked: { url: r.url, timeoutMs: 5000, ...LIMITS, concurrency: 2 } }, log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now });
+    const hooks = new HookRunner({ hooks: { revoked: { url: r.url, timeoutMs: 5000, ...LIMITS, concurrency: 2 } }, log: captureLog().log, briefs: () => [], view: () => undefined, marginSeconds: 300, now: () => f.now });
     for (let i = 0; i < 6; i++) hooks.onStaple(rec(`c${i}`), revokedStaple(), 'fetched');
     await until(() => r.names.length === 6, 'all six delivered', 30_000);
     await hooks.stop();
@@ -137,7 +137,7 @@ describe('hook environment', () => {
     try {
       const hooks = new HookRunner({
         hooks: { revoked: { command: ['sh', '-c', `env > ${out}`], timeoutMs: 5000, ...LIMITS, env: ['ALLOWED_ONE', 'STAPLERD_ADMIN_TOKEN'] } },
-        log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now,
+        log: captureLog().log, briefs: () => [], view: () => undefined, marginSeconds: 300, now: () => f.now,
       });
       hooks.onStaple(rec('www'), revokedStaple(), 'fetched');
       await hooks.stop();
@@ -164,7 +164,7 @@ describe('hook environment', () => {
     const results: string[] = [];
     const hooks = new HookRunner({
       hooks: { revoked: { command: ['sh', '-c', `printf '%s' "$STAPLERD_SUBJECT" > ${out}`], timeoutMs: 5000, ...LIMITS } },
-      log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r),
+      log: captureLog().log, briefs: () => [], view: () => undefined, marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r),
     });
     hooks.onStaple(rec('evil', { leaf }), revokedStaple(leaf), 'fetched');
     await hooks.stop();

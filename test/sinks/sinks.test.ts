@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
 import { verifyOcspResponse } from '../../src/pki/verify.js';
-import { Staple } from '../../src/service/staple.js';
+import { Staple, briefOf, viewOf, type Entry } from '../../src/service/staple.js';
 import { FileSink, stapleFilePath } from '../../src/sinks/file-sink.js';
 import { HaproxySink, processIdentity, socketTarget } from '../../src/sinks/haproxy-sink.js';
 import { HookRunner } from '../../src/sinks/hooks.js';
@@ -39,6 +39,34 @@ function stapleFor(leaf = f.good, offsetMs = 0, status: 'good' | 'revoked' | 'un
 /** The schema's default hook limits. */
 const LIMITS = { maxPerMinute: 10, burst: 10, concurrency: 2, env: [] as string[] };
 const rec = (name: string, source = `/etc/ssl/${name}.pem`): CertRecord => ({ name, source, leaf: f.good, issuer: f.issuer, url: 'http://127.0.0.1:9/' });
+
+/** A must-staple staple verified now, from a minute ago until `nextUpdateInMs` from now. */
+function stapleUntil(nextUpdateInMs: number, status: 'good' | 'revoked' = 'good', leaf = f.mustStaple): Staple {
+  const thisUpdate = new Date(f.now.getTime() - 60_000);
+  const st = status === 'revoked' ? { kind: 'revoked' as const, at: new Date(f.now.getTime() - 600_000) } : { kind: status };
+  const der = buildSuccessfulResponse({ responses: [{ certId: f.certId(leaf), status: st, thisUpdate, nextUpdate: new Date(f.now.getTime() + nextUpdateInMs) }], signer: f.pki.ocspSigner, producedAt: f.now });
+  return new Staple(verifyOcspResponse({ der, leaf, issuer: f.issuer, now: f.now, policy: { skewSeconds: 300, marginSeconds: 300 } }), f.now);
+}
+/** A service entry as CertIndex.add makes it (a must-staple leaf unless `r` says otherwise), with `o` applied. */
+function entry(name: string, o: Partial<Entry>, r: Partial<CertRecord> = {}): Entry {
+  const record: CertRecord = { name, source: `/etc/ssl/${name}.pem`, leaf: f.mustStaple, issuer: f.issuer, url: 'http://127.0.0.1:9/', ...r };
+  return { record, keys: [], staple: undefined, alt: undefined, altFailures: 0, unknown: undefined, unknownCount: 0, failures: 0, lastError: undefined, generation: 0, reported: 'pending', ...o };
+}
+/** What the service answers about `entries` at f.now (margin 300 s), as StapleAnswers does; names the views built. */
+function catalog(entries: Entry[]) {
+  const viewed: string[] = [];
+  return {
+    viewed,
+    *briefs() {
+      for (const e of entries) yield briefOf(e, f.now, 300);
+    },
+    view(name: string) {
+      viewed.push(name);
+      const e = entries.find((x) => x.record.name === name);
+      return e && viewOf(e, f.now, 300, undefined);
+    },
+  };
+}
 
 describe('FileSink', () => {
   test('writes the DER atomically, only when it changed, and runs the reload once per burst', async () => {
@@ -257,7 +285,7 @@ describe('HookRunner', () => {
     const hooks = new HookRunner({
       hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME $STAPLERD_SERIAL" >> ${out}`], timeoutMs: 5000, ...LIMITS } },
       log: captureLog().log,
-      list: () => [],
+      briefs: () => [], view: () => undefined,
       marginSeconds: 300,
       now: () => f.now,
     });
@@ -283,7 +311,7 @@ describe('HookRunner', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`;
     const results: string[] = [];
-    const hooks = new HookRunner({ hooks: { revoked: { url, timeoutMs: 2000, ...LIMITS } }, log: captureLog().log, list: () => [], marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r) });
+    const hooks = new HookRunner({ hooks: { revoked: { url, timeoutMs: 2000, ...LIMITS } }, log: captureLog().log, briefs: () => [], view: () => undefined, marginSeconds: 300, now: () => f.now, onResult: (_e, r) => results.push(r) });
     hooks.onStaple(rec('www'), stapleFor(), 'fetched');
     hooks.onStaple(rec('www'), stapleFor(f.good, 0, 'revoked'), 'fetched');
     hooks.onStaple(rec('api'), stapleFor(), 'fetched');
@@ -301,26 +329,86 @@ describe('HookRunner', () => {
   test('fires must_staple_expiring once per staple when a must-staple staple nears its end or is missing', async () => {
     const d = await tmp();
     const out = join(d, 'expiring.out');
-    const now = f.now.getTime();
-    const view = (name: string, nextUpdateInMs: number | null, mustStaple = true) =>
-      ({
-        name, serial: 'ab', subject: 'CN=x', mustStaple, ocspUrl: 'http://127.0.0.1:9/', state: nextUpdateInMs === null ? 'failing' : 'good',
-        thisUpdate: nextUpdateInMs === null ? null : new Date(now - 60_000).toISOString(),
-        nextUpdate: nextUpdateInMs === null ? null : new Date(now + nextUpdateInMs).toISOString(),
-        lastError: null,
-      }) as never;
-    const views = [view('soon', 20 * 60_000), view('fine', 5 * 3600_000), view('none', null), view('plain', 60_000, false)];
+    const results: string[] = [];
+    const line = '$STAPLERD_EVENT|$STAPLERD_NAME|$STAPLERD_SERIAL|$STAPLERD_SUBJECT|$STAPLERD_STATE|$STAPLERD_NEXT_UPDATE|$STAPLERD_LAST_ERROR';
+    const soon = stapleUntil(20 * 60_000);
+    const failing = entry('failing', { failures: 2, lastError: { code: 'FETCH_HTTP_STATUS', message: 'HTTP 503', at: f.now } });
+    const unknown = entry('unknown', { unknown: stapleFor(f.mustStaple, 0, 'unknown'), unknownCount: 1 });
+    const soonEntry = entry('soon', { staple: soon });
+    const entries = [
+      soonEntry,
+      entry('soon-revoked', { staple: stapleUntil(20 * 60_000, 'revoked') }),
+      entry('fine', { staple: stapleUntil(5 * 3600_000) }),
+      failing,
+      unknown,
+      entry('pending', {}),
+      entry('plain', { staple: stapleFor(f.good, 0) }, { leaf: f.good }),
+      entry('no-url', {}, { url: undefined }),
+    ];
+    const certs = catalog(entries);
     const hooks = new HookRunner({
-      hooks: { mustStapleExpiring: { command: ['sh', '-c', `echo "$STAPLERD_EVENT $STAPLERD_NAME" >> ${out}`], timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
+      hooks: { mustStapleExpiring: { command: ['sh', '-c', `echo "${line}" >> ${out}`], timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
       log: captureLog().log,
-      list: () => views,
+      briefs: () => certs.briefs(),
+      view: (name) => certs.view(name),
       marginSeconds: 300,
       now: () => f.now,
+      onResult: (_e, r) => results.push(r),
     });
     hooks.check();
     hooks.check();
+    // A newer unknown answer, then a staple that failed before: each is a staple not warned about yet.
+    unknown.unknown = stapleFor(f.mustStaple, 1000, 'unknown');
+    failing.staple = stapleUntil(10 * 60_000);
+    hooks.check();
+    hooks.check();
+    // A certificate that went away and came back is warned about again, its staple unchanged.
+    entries.splice(entries.indexOf(soonEntry), 1);
+    hooks.check();
+    entries.push(soonEntry);
+    hooks.check();
+    // stop() waits for the runs started, not for those still queued behind the concurrency limit.
+    await until(() => results.length === 8, 'eight runs finished', 30_000);
     await hooks.stop();
-    assert.deepEqual((await readFile(out, 'utf8')).trim().split('\n').sort(), ['must_staple_expiring none', 'must_staple_expiring soon']);
+    const subject = f.mustStaple.subject;
+    const serial = f.mustStaple.serialHex;
+    const soonEnds = soon.nextUpdate.toISOString(); // soon-revoked's too
+    assert.deepEqual((await readFile(out, 'utf8')).trim().split('\n').sort(), [
+      `must_staple_expiring|failing|${serial}|${subject}|failing||FETCH_HTTP_STATUS`,
+      `must_staple_expiring|failing|${serial}|${subject}|good|${failing.staple.nextUpdate.toISOString()}|FETCH_HTTP_STATUS`,
+      `must_staple_expiring|pending|${serial}|${subject}|pending||`,
+      `must_staple_expiring|soon-revoked|${serial}|${subject}|revoked|${soonEnds}|`,
+      `must_staple_expiring|soon|${serial}|${subject}|good|${soonEnds}|`,
+      `must_staple_expiring|soon|${serial}|${subject}|good|${soonEnds}|`,
+      `must_staple_expiring|unknown|${serial}|${subject}|unknown||`,
+      `must_staple_expiring|unknown|${serial}|${subject}|unknown||`,
+    ]);
+  });
+
+  test('the must-staple check walks the briefs and builds a full view only for the certificates whose hook fires', async () => {
+    const plainSoon = stapleFor(f.good, 0); // ends within the hour, but the certificate is not must-staple
+    const fine = stapleUntil(5 * 3600_000);
+    const entries = Array.from({ length: 998 }, (_, i) => (i % 2 ? entry(`fine-${i}`, { staple: fine }) : entry(`plain-${i}`, { staple: plainSoon }, { leaf: f.good })));
+    entries.splice(300, 0, entry('expiring', { staple: stapleUntil(20 * 60_000) }));
+    entries.push(entry('none-held', { failures: 1 }));
+    const certs = catalog(entries);
+    const results: string[] = [];
+    const hooks = new HookRunner({
+      hooks: { mustStapleExpiring: { command: ['true'], timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
+      log: captureLog().log,
+      briefs: () => certs.briefs(),
+      view: (name) => certs.view(name),
+      marginSeconds: 300,
+      now: () => f.now,
+      onResult: (_e, r) => results.push(r),
+    });
+    hooks.check();
+    assert.deepEqual(certs.viewed, ['expiring', 'none-held'], 'one view per firing certificate, none for the other 998');
+    hooks.check();
+    assert.deepEqual(certs.viewed, ['expiring', 'none-held'], 'already warned: decided from the brief, no view built');
+    await until(() => results.length === 2, 'both runs finished', 30_000);
+    await hooks.stop();
+    assert.deepEqual(results, ['ok', 'ok']);
   });
 });
 
