@@ -118,6 +118,7 @@ function serveTable(s: ServeResults): string {
     parts.push(`${table(mixedRows)}${probe}`);
   }
   parts.push(wrkTable(s.wrk));
+  if (s.pinned) parts.push(pinnedTable(s.pinned));
   return parts.filter(Boolean).join('\n\n');
 }
 
@@ -129,6 +130,16 @@ function wrkTable(w: ServeResults['wrk']): string {
     rows.push([`${x.name}: median ratio`, '', '', '', '', '', '', '', f(x.median, 3)]);
   }
   return `${table(rows)}\n  (${w.map((x) => x.command).join('; ')})`;
+}
+
+function pinnedTable(p: NonNullable<ServeResults['pinned']>): string {
+  if (!Array.isArray(p)) return `pinned diagnostic skipped: ${p.skipped}`;
+  const rows = [['diagnostic: pinned to one core, at the same time', 'reference rps', 'subject rps', 'ratio']];
+  for (const x of p) {
+    x.runs.forEach(([r, s], i) => rows.push([`${x.name} #${i + 1}`, f(r), f(s), f(s / r, 3)]));
+    rows.push([`${x.name}: median`, '', '', f(x.median, 3)]);
+  }
+  return `${table(rows)}\n  (both servers on the last CPU, one wrk -t1 each on CPU 0; not a target: see bench/README.md)`;
 }
 
 export function render(r: Results, targets: Target[], header: string): string {

@@ -92,11 +92,11 @@ async function main(): Promise<number> {
 
   const wrk = { pairs: sizes.wrkPairs, durationSec: sizes.durationSec, warmupSec: sizes.warmupSec };
   await attempt('serve', async () => {
-    results.serve = await serveCases({ certs: sizes.serveCerts, timing, rounds: sizes.rounds, logLevel: LOG_LEVEL, nodeArgs: argsFor('serve'), wrk });
+    results.serve = await serveCases({ certs: sizes.serveCerts, timing, rounds: sizes.rounds, logLevel: LOG_LEVEL, nodeArgs: argsFor('serve'), bareNodeArgs: argsFor('serve-bare'), wrk });
   });
   if (!only.has('serve')) {
     await attempt('wrk', async () => {
-      results.serve = await serveCases({ certs: sizes.serveCerts, timing, rounds: sizes.rounds, logLevel: LOG_LEVEL, nodeArgs: argsFor('serve'), wrk, wrkOnly: true });
+      results.serve = await serveCases({ certs: sizes.serveCerts, timing, rounds: sizes.rounds, logLevel: LOG_LEVEL, nodeArgs: argsFor('serve'), bareNodeArgs: argsFor('serve-bare'), wrk, wrkOnly: true });
     });
   }
   await attempt('prefetch', async () => {
@@ -125,12 +125,14 @@ async function main(): Promise<number> {
     `${sizes.connections} connections, serve rows ${sizes.rounds} x (${sizes.warmupSec} s warm-up + ${sizes.durationSec} s) per server, fetch concurrency ${sizes.fetchConcurrency}`;
   const profiles: Record<string, ProfileLine[]> = {};
   let text = render(results, targets, `${header}\ncommand: ${command}`);
-  for (const name of profRoot ? ['serve', 'prefetch', 'startup', ...sizes.scaleCerts.map((n) => `scale-${n}`), 'fleet'] : []) {
-    const window = name === 'serve' ? results.serve?.loadWindowUs : undefined;
+  for (const name of profRoot ? ['serve', 'serve-bare', 'prefetch', 'startup', ...sizes.scaleCerts.map((n) => `scale-${n}`), 'fleet'] : []) {
+    const window = name.startsWith('serve') ? results.serve?.loadWindowUs : undefined;
     const p = await summariseProfiles(join(profRoot!, name), 25, window).catch(() => undefined);
     if (!p) continue;
     profiles[name] = p.top;
-    text += `\n\nstaplerd CPU profile, ${name} case, self time:\n${p.text}`;
+    // The bare server's profile, taken in the same windows, is the reference for the serve case's.
+    const who = name === 'serve-bare' ? 'bare node server (reference), serve case' : `staplerd, ${name} case`;
+    text += `\n\nCPU profile of the ${who}, self time:\n${p.text}`;
   }
   process.stdout.write(`${text}\n`);
   for (const [name, err] of Object.entries(errors)) process.stdout.write(`\ncase ${name} FAILED: ${err.split('\n')[0]}\n`);

@@ -2,7 +2,7 @@
  * Cases 1 and 2: serving cached staples. staplerd and a bare node:http server (same bytes, same headers)
  * take the same load one after the other; then a mixed load of hits, unknown and malformed requests.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getPath, type Leaf } from './certs.js';
 import { OCSP_PREFIX, spawnDaemon, statesOf, waitPersisted, waitReady, type RunningDaemon } from './daemon.js';
@@ -11,7 +11,7 @@ import { closeLoad, keepAliveLoad, rawGet, rawGet11, rawKeepAliveLoad, rawPost, 
 import { benchScript, httpRequest, spawnNode, type Child } from './proc.js';
 import type { BareSpec } from './bare-server.js';
 import { monotonicMicros } from './profile.js';
-import { wrkAvailable, wrkSideBySide, type WrkPairs } from './wrk.js';
+import { pinningAvailable, wrkAvailable, wrkPinned, wrkSideBySide, type PinnedRuns, type WrkPairs } from './wrk.js';
 
 export interface ServeRow {
   name: string;
@@ -42,6 +42,8 @@ export interface ServeResults {
   mixed: MixedResult | undefined;
   /** GET hits under wrk, keep-alive and Connection: close, median of alternating pairs; or why not run. */
   wrk: WrkPairs[] | { skipped: string };
+  /** The pinned, simultaneous diagnostic (wrkPinned): staplerd and an exercised bare server against the fresh one. */
+  pinned?: PinnedRuns[] | { skipped: string };
 }
 
 export interface WrkOptions {
@@ -72,9 +74,39 @@ interface Servers {
   daemon: RunningDaemon;
   bare: Child;
   barePort: number;
+  /** Node options of the bare servers (with --cpu-prof, their own profile directory). */
+  bareNodeArgs: string[];
 }
 
-async function startServers(certs: number, logLevel: string, nodeArgs: string[]): Promise<Servers> {
+async function startBare(fx: Fixture, spec: BareSpec, file: string, nodeArgs: string[]): Promise<{ child: Child; port: number }> {
+  await writeFile(join(fx.tmp, file), JSON.stringify(spec));
+  const child = spawnNode(benchScript('bare-server'), [join(fx.tmp, file)], nodeArgs);
+  const { port } = await child.waitLine<{ port: number }>((l) => typeof l.port === 'number', 30_000);
+  return { child, port };
+}
+
+/**
+ * The pinned diagnostic (wrkPinned) for keep-alive GET hits: staplerd against the bare server, and a bare
+ * server that first exercised what the daemon's other parts use against the same fresh one.
+ */
+async function pinnedRows(s: Servers, connections: number, o: WrkOptions): Promise<PinnedRuns[] | { skipped: string }> {
+  if (!(await wrkAvailable()) || !(await pinningAvailable())) return { skipped: 'needs wrk, taskset and 2 CPUs' };
+  const path = getPath(OCSP_PREFIX, s.fx.minter.request(s.fx.leaves[0]!));
+  const spec = JSON.parse(await readFile(join(s.fx.tmp, 'bare.json'), 'utf8')) as BareSpec;
+  const exercised = await startBare(s.fx, { ...spec, exercise: true }, 'bare-exercised.json', []);
+  try {
+    const bare = { name: 'bare', url: `http://127.0.0.1:${s.barePort}`, pid: s.bare.pid };
+    const runs = { connections, durationSec: o.durationSec, runs: o.pairs, close: false };
+    return [
+      await wrkPinned('GET hit, keep-alive: staplerd / bare', { reference: bare, subject: { name: 'staplerd', url: s.daemon.url, pid: s.daemon.child.pid } }, path, runs),
+      await wrkPinned('GET hit, keep-alive: exercised bare / bare', { reference: bare, subject: { name: 'exercised bare', url: `http://127.0.0.1:${exercised.port}`, pid: exercised.child.pid } }, path, runs),
+    ];
+  } finally {
+    await exercised.child.stop();
+  }
+}
+
+async function startServers(certs: number, logLevel: string, nodeArgs: string[], bareNodeArgs: string[]): Promise<Servers> {
   const fx = await createFixture({ label: 'serve', count: certs, unknown: 50, concurrency: 64, logLevel });
   const daemon = await spawnDaemon(fx.configPath, nodeArgs);
   await waitReady(daemon, 50, 120_000);
@@ -90,10 +122,8 @@ async function startServers(certs: number, logLevel: string, nodeArgs: string[])
   const headers: Record<string, string> = {};
   for (const h of SERVED_HEADERS) if (typeof probe.headers[h] === 'string') headers[h] = probe.headers[h] as string;
   const spec: BareSpec = { getPath: path, postPath: OCSP_PREFIX, body: probe.body.toString('base64'), headers };
-  await writeFile(join(fx.tmp, 'bare.json'), JSON.stringify(spec));
-  const bare = spawnNode(benchScript('bare-server'), [join(fx.tmp, 'bare.json')]);
-  const { port } = await bare.waitLine<{ port: number }>((l) => typeof l.port === 'number', 30_000);
-  return { fx, daemon, bare, barePort: port };
+  const { child: bare, port } = await startBare(fx, spec, 'bare.json', bareNodeArgs);
+  return { fx, daemon, bare, barePort: port, bareNodeArgs };
 }
 
 const portOf = (url: string): number => Number(new URL(url).port);
@@ -230,14 +260,17 @@ async function mixedCase(s: Servers, t: Timing, rounds: number): Promise<MixedRe
   return { hitsOnly: hitsRun, mixed: mixedRun, ratio: mixedRun.rps / hitsRun.rps, bad, probeFailures };
 }
 
-export async function serveCases(o: { certs: number; timing: Timing; rounds: number; logLevel: string; nodeArgs?: string[]; wrk: WrkOptions; wrkOnly?: boolean }): Promise<ServeResults> {
-  const s = await startServers(o.certs, o.logLevel, o.nodeArgs ?? []);
+export async function serveCases(o: {
+  certs: number; timing: Timing; rounds: number; logLevel: string; nodeArgs?: string[]; bareNodeArgs?: string[]; wrk: WrkOptions; wrkOnly?: boolean;
+}): Promise<ServeResults> {
+  const s = await startServers(o.certs, o.logLevel, o.nodeArgs ?? [], o.bareNodeArgs ?? []);
   try {
     const from = monotonicMicros();
     const wrk = await wrkRows(s, o.timing.connections, o.wrk);
+    const pinned = await pinnedRows(s, o.timing.connections, o.wrk);
     const rows = o.wrkOnly ? [] : await hitRows(s, o.timing, o.rounds);
     const mixed = o.wrkOnly ? undefined : await mixedCase(s, o.timing, o.rounds);
-    return { loadWindowUs: [from, monotonicMicros()], certificates: o.certs, rounds: o.rounds, rows, mixed, wrk };
+    return { loadWindowUs: [from, monotonicMicros()], certificates: o.certs, rounds: o.rounds, rows, mixed, wrk, pinned };
   } finally {
     await s.bare.stop();
     await s.daemon.child.stop();

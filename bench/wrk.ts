@@ -5,6 +5,7 @@
  * first, ...) and the median of the per-pair ratios is reported, so one noisy window moves nothing.
  */
 import { spawn } from 'node:child_process';
+import { cpus } from 'node:os';
 import { cpuSeconds, epochMs } from './proc.js';
 
 export interface WrkRun {
@@ -112,4 +113,76 @@ export async function wrkSideBySide(
   const ratios = pairs.map(([b, s]) => s.rps / b.rps);
   const command = `wrk ${wrkArgs('http://127.0.0.1:PORT' + path.slice(0, 24) + '…', { ...o }).join(' ')}`;
   return { name, pairs, ratios, median: median(ratios), command };
+}
+
+export interface PinnedRuns {
+  name: string;
+  reference: string;
+  subject: string;
+  /** Per run: [reference rps, subject rps], measured at the same time. */
+  runs: Array<[number, number]>;
+  ratios: number[];
+  median: number;
+}
+
+/** taskset (util-linux) and a second CPU: what the pinned diagnostic needs. */
+export async function pinningAvailable(): Promise<boolean> {
+  if (cpus().length < 2) return false;
+  return new Promise((resolve) => {
+    const p = spawn('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    p.on('error', () => resolve(false));
+    p.on('exit', (code) => resolve(code === 0));
+  });
+}
+
+function taskset(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('taskset', args, { stdio: 'ignore' });
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`taskset ${args.join(' ')} exited ${code}`))));
+  });
+}
+
+function pinnedWrk(url: string, o: { connections: number; durationSec: number; close: boolean }): Promise<number> {
+  const args = ['-c', '0', 'wrk', ...wrkArgs(url, { threads: 1, connections: o.connections, durationSec: o.durationSec, close: o.close })];
+  return new Promise((resolve, reject) => {
+    const child = spawn('taskset', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const r = parseWrk(out);
+      if (code !== 0 || !Number.isFinite(r.rps)) reject(new Error(`taskset ${args.join(' ')} exited ${code}: ${out}`));
+      else resolve(r.rps);
+    });
+  });
+}
+
+/**
+ * A diagnostic, not a target: both servers pinned to the last CPU, where they share one core, and one
+ * wrk each (`-t1`, half the connections) on CPU 0, run at the same time. A neighbour's load then falls on
+ * both servers alike, so the ratio measures CPU per request and moves by a few percent between runs where
+ * the alternating pairs move by tens. The servers' affinity is restored afterwards.
+ */
+export async function wrkPinned(
+  name: string,
+  servers: { reference: { name: string; url: string; pid: number }; subject: { name: string; url: string; pid: number } },
+  path: string,
+  o: { connections: number; durationSec: number; runs: number; close: boolean },
+): Promise<PinnedRuns> {
+  const last = String(cpus().length - 1);
+  const all = `0-${last}`;
+  const { reference, subject } = servers;
+  const half = { ...o, connections: Math.max(1, Math.round(o.connections / 2)) };
+  await taskset(['-a', '-p', '-c', last, String(reference.pid)]);
+  await taskset(['-a', '-p', '-c', last, String(subject.pid)]);
+  try {
+    const runs: Array<[number, number]> = [];
+    for (let i = 0; i < o.runs; i++) runs.push(await Promise.all([pinnedWrk(reference.url + path, half), pinnedWrk(subject.url + path, half)]));
+    const ratios = runs.map(([r, s]) => s / r);
+    return { name, reference: reference.name, subject: subject.name, runs, ratios, median: median(ratios) };
+  } finally {
+    await taskset(['-a', '-p', '-c', all, String(reference.pid)]).catch(() => undefined);
+    await taskset(['-a', '-p', '-c', all, String(subject.pid)]).catch(() => undefined);
+  }
 }
