@@ -37,7 +37,8 @@ const DROP_LOG_INTERVAL_MS = 60_000;
 /**
  * One hook's limits (issue 12 item 6): a token bucket on starts, at most `concurrency` runs at once (a run
  * is its command and its webhook request together), at most `burst` waiting; the rest are dropped,
- * counted and reported.
+ * counted and reported. Once stopped it starts nothing: the runs still waiting are dropped at stop, and
+ * later offers are ignored, so no command or request is launched after shutdown.
  */
 class HookLane {
   readonly #h: HookConfig;
@@ -46,6 +47,9 @@ class HookLane {
   readonly #clock: Clock;
   readonly #queue: Array<() => Promise<void>> = [];
   #running = 0;
+  #stopped = false;
+  /** Runs that were waiting when the lane stopped (not the limit's drops, which #drops counts). */
+  #droppedAtStop = 0;
 
   constructor(h: HookConfig, clock: Clock, onDrops: (n: number) => void) {
     if (!(h.concurrency >= 1)) throw new RangeError('HookLane: concurrency must be >= 1');
@@ -55,27 +59,35 @@ class HookLane {
     this.#drops = new DropReport({ clock, intervalMs: DROP_LOG_INTERVAL_MS, report: onDrops });
   }
 
+  /** Every run dropped: by the limits, and waiting when the lane stopped. */
   get dropped(): number {
-    return this.#drops.total;
+    return this.#drops.total + this.#droppedAtStop;
   }
 
-  /** Starts (or queues) `run`; false when the limits dropped it. */
-  offer(run: () => Promise<void>): boolean {
+  /** Starts (or queues) `run`; `dropped` when the limits dropped it, `stopped` (nothing done) after stop. */
+  offer(run: () => Promise<void>): 'queued' | 'dropped' | 'stopped' {
+    if (this.#stopped) return 'stopped';
     if (!this.#bucket.take(this.#clock.now().getTime()) || this.#queue.length >= this.#h.burst) {
       this.#drops.drop();
-      return false;
+      return 'dropped';
     }
     this.#queue.push(run);
     this.#next();
-    return true;
+    return 'queued';
   }
 
-  stop(): void {
+  /** Starts nothing more; drops the waiting runs and returns how many. The running ones go on. */
+  stop(): number {
+    this.#stopped = true;
+    const waiting = this.#queue.length;
+    this.#queue.length = 0;
+    this.#droppedAtStop += waiting;
     this.#drops.stop();
+    return waiting;
   }
 
   #next(): void {
-    while (this.#running < this.#h.concurrency && this.#queue.length > 0) {
+    while (!this.#stopped && this.#running < this.#h.concurrency && this.#queue.length > 0) {
       const run = this.#queue.shift()!;
       this.#running++;
       void run().finally(() => {
@@ -114,7 +126,7 @@ export class HookRunner {
     }
   }
 
-  /** Runs dropped by the rate and concurrency limits, per event (tests, status). */
+  /** Runs dropped by the rate and concurrency limits or waiting at stop, per event (tests, status). */
   dropped(event: HookEvent): number {
     return this.#lanes.get(event)?.dropped ?? 0;
   }
@@ -205,9 +217,18 @@ export class HookRunner {
     return v;
   }
 
+  /**
+   * Shutdown: no hook starts after this is called. Runs waiting for a slot are dropped (counted, and logged
+   * in one line per hook); resolves when the runs already started have finished, each bounded by its timeout.
+   */
   async stop(): Promise<void> {
     clearTimeout(this.#timer);
-    for (const lane of this.#lanes.values()) lane.stop();
+    for (const [event, lane] of this.#lanes) {
+      const waiting = lane.stop();
+      if (waiting === 0) continue;
+      this.#o.log.warn({ hook: event, dropped: waiting, code: 'HOOK_FAILED' }, 'hook runs dropped at stop (waiting for a slot, not started)');
+      for (let i = 0; i < waiting; i++) this.#o.onResult?.(event, 'dropped');
+    }
     await Promise.allSettled([...this.#inflight]);
   }
 
@@ -231,7 +252,7 @@ export class HookRunner {
       void p.finally(() => this.#inflight.delete(p));
       return p;
     };
-    if (!this.#lanes.get(event)?.offer(run)) this.#o.onResult?.(event, 'dropped');
+    if (this.#lanes.get(event)?.offer(run) === 'dropped') this.#o.onResult?.(event, 'dropped');
   }
 }
 

@@ -6,7 +6,7 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSuccessfulResponse } from '../../src/demo/ocsp-sign.js';
@@ -73,6 +73,31 @@ async function receiver(holdMs: number): Promise<{ url: string; names: string[];
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`, names, maxAtOnce: () => max, close: () => server.close() };
 }
 
+/** A webhook receiver that records each request as it arrives and holds every answer until `release()`. */
+async function gatedReceiver(): Promise<{ url: string; names: string[]; release: () => void }> {
+  const names: string[] = [];
+  const held: ServerResponse[] = [];
+  let open = false;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      names.push((JSON.parse(body) as { name: string }).name);
+      if (open) res.writeHead(204).end();
+      else held.push(res);
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const release = () => {
+    open = true;
+    for (const res of held.splice(0)) res.writeHead(204).end();
+  };
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`, names, release };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 describe('hook limits', () => {
   test('a learned certificate turning revoked runs no hook unless learning.hooks is on', async () => {
     const r = await receiver(0);
@@ -112,6 +137,47 @@ describe('hook limits', () => {
     await hooks.stop();
     r.close();
     assert.equal(r.names.length, 4);
+  });
+
+  test('stop() drops the runs still queued behind the concurrency limit and waits for the started one', async () => {
+    const r = await gatedReceiver();
+    const cap = captureLog();
+    const results: string[] = [];
+    const hooks = new HookRunner({
+      hooks: { revoked: { url: r.url, timeoutMs: 10_000, ...LIMITS, concurrency: 1 } },
+      log: cap.log, briefs: () => [], view: () => undefined, marginSeconds: 300, now: () => f.now, onResult: (_e, res) => results.push(res),
+    });
+    for (const name of ['c0', 'c1', 'c2']) hooks.onStaple(rec(name), revokedStaple(), 'fetched');
+    await until(() => r.names.length === 1, 'the first run reached the receiver', 30_000);
+    let stopped = false;
+    const stopping = hooks.stop().then(() => (stopped = true));
+    await sleep(100);
+    assert.equal(stopped, false, 'stop() waits for the run that had started');
+    r.release();
+    await stopping;
+    await sleep(300);
+    assert.deepEqual(r.names, ['c0'], 'no queued run started after stop()');
+    assert.deepEqual([...results].sort(), ['dropped', 'dropped', 'ok'], 'the queued runs are counted as dropped (metrics)');
+    assert.equal(hooks.dropped('revoked'), 2);
+    const stopLines = cap.lines.filter((l) => l.msg.startsWith('hook runs dropped at stop'));
+    assert.equal(stopLines.length, 1);
+    assert.equal(stopLines[0]!.dropped, 2);
+  });
+
+  test('a revocation after stop() runs no hook and counts nothing', async () => {
+    const d = await tmp();
+    const out = join(d, 'runs.out');
+    const results: string[] = [];
+    const hooks = new HookRunner({
+      hooks: { revoked: { command: ['sh', '-c', `echo "$STAPLERD_NAME" >> ${out}`], timeoutMs: 5000, ...LIMITS } },
+      log: captureLog().log, briefs: () => [], view: () => undefined, marginSeconds: 300, now: () => f.now, onResult: (_e, res) => results.push(res),
+    });
+    await hooks.stop();
+    hooks.onStaple(rec('late'), revokedStaple(), 'fetched');
+    await sleep(300);
+    assert.equal(await readFile(out, 'utf8').catch(() => ''), '', 'the command never ran');
+    assert.deepEqual(results, []);
+    assert.equal(hooks.dropped('revoked'), 0);
   });
 
   test('runs at most `concurrency` hooks at once and queues the others', async () => {
