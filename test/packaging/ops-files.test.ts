@@ -70,11 +70,11 @@ async function exportedMetrics(): Promise<Map<string, MetricInfo>> {
 /**
  * Labels compared with `=` / `!=` whose values must be ones the code emits. `state`, `outcome` and
  * `must_staple` take the values seen in a real scrape; `result` is `ok` or an error code from the table
- * (fetches, sink pushes) or ok / error (hooks, see HookRunnerOptions.onResult).
+ * (fetches, sink pushes) or ok / error / dropped (hooks, see HookRunnerOptions.onResult).
  */
 function closedValues(metric: string, label: string, info: MetricInfo): Set<string> | undefined {
   if (label === 'result') {
-    if (metric === 'staplerd_hook_runs_total') return new Set(['ok', 'error']);
+    if (metric === 'staplerd_hook_runs_total') return new Set(['ok', 'error', 'dropped']);
     return new Set(['ok', ...Object.keys(ERRORS)]);
   }
   if (label === 'state' || label === 'outcome' || label === 'must_staple') return info.values.get(label);
