@@ -86,8 +86,9 @@ async function startBare(fx: Fixture, spec: BareSpec, file: string, nodeArgs: st
 }
 
 /**
- * The pinned diagnostic (wrkPinned) for keep-alive GET hits: staplerd against the bare server, and a bare
- * server that first exercised what the daemon's other parts use against the same fresh one.
+ * The pinned diagnostic (wrkPinned) for GET hits, keep-alive and Connection: close: staplerd against the
+ * bare server, and a bare server that first exercised what the daemon's other parts use against the same
+ * fresh one.
  */
 async function pinnedRows(s: Servers, connections: number, o: WrkOptions): Promise<PinnedRuns[] | { skipped: string }> {
   if (!(await wrkAvailable()) || !(await pinningAvailable())) return { skipped: 'needs wrk, taskset and 2 CPUs' };
@@ -96,11 +97,16 @@ async function pinnedRows(s: Servers, connections: number, o: WrkOptions): Promi
   const exercised = await startBare(s.fx, { ...spec, exercise: true }, 'bare-exercised.json', []);
   try {
     const bare = { name: 'bare', url: `http://127.0.0.1:${s.barePort}`, pid: s.bare.pid };
-    const runs = { connections, durationSec: o.durationSec, runs: o.pairs, close: false };
-    return [
-      await wrkPinned('GET hit, keep-alive: staplerd / bare', { reference: bare, subject: { name: 'staplerd', url: s.daemon.url, pid: s.daemon.child.pid } }, path, runs),
-      await wrkPinned('GET hit, keep-alive: exercised bare / bare', { reference: bare, subject: { name: 'exercised bare', url: `http://127.0.0.1:${exercised.port}`, pid: exercised.child.pid } }, path, runs),
-    ];
+    const staplerd = { name: 'staplerd', url: s.daemon.url, pid: s.daemon.child.pid };
+    const warmed = { name: 'exercised bare', url: `http://127.0.0.1:${exercised.port}`, pid: exercised.child.pid };
+    const rows: PinnedRuns[] = [];
+    for (const close of [false, true]) {
+      const runs = { connections, durationSec: o.durationSec, runs: o.pairs, close };
+      const how = close ? 'Connection: close' : 'keep-alive';
+      rows.push(await wrkPinned(`GET hit, ${how}: staplerd / bare`, { reference: bare, subject: staplerd }, path, runs));
+      rows.push(await wrkPinned(`GET hit, ${how}: exercised bare / bare`, { reference: bare, subject: warmed }, path, runs));
+    }
+    return rows;
   } finally {
     await exercised.child.stop();
   }
