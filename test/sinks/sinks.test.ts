@@ -68,6 +68,19 @@ function catalog(entries: Entry[]) {
   };
 }
 
+/** A HookRunner with only the must-staple expiry hook (within an hour), over `certs`, at f.now. */
+function mustStapleRunner(command: string[], certs: ReturnType<typeof catalog>, results: string[]): HookRunner {
+  return new HookRunner({
+    hooks: { mustStapleExpiring: { command, timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
+    log: captureLog().log,
+    briefs: () => certs.briefs(),
+    view: (name) => certs.view(name),
+    marginSeconds: 300,
+    now: () => f.now,
+    onResult: (_e, r) => results.push(r),
+  });
+}
+
 describe('FileSink', () => {
   test('writes the DER atomically, only when it changed, and runs the reload once per burst', async () => {
     const d = await tmp();
@@ -346,15 +359,7 @@ describe('HookRunner', () => {
       entry('no-url', {}, { url: undefined }),
     ];
     const certs = catalog(entries);
-    const hooks = new HookRunner({
-      hooks: { mustStapleExpiring: { command: ['sh', '-c', `echo "${line}" >> ${out}`], timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
-      log: captureLog().log,
-      briefs: () => certs.briefs(),
-      view: (name) => certs.view(name),
-      marginSeconds: 300,
-      now: () => f.now,
-      onResult: (_e, r) => results.push(r),
-    });
+    const hooks = mustStapleRunner(['sh', '-c', `echo "${line}" >> ${out}`], certs, results);
     hooks.check();
     hooks.check();
     // A newer unknown answer, then a staple that failed before: each is a staple not warned about yet.
@@ -367,7 +372,7 @@ describe('HookRunner', () => {
     hooks.check();
     entries.push(soonEntry);
     hooks.check();
-    // stop() waits for the runs started, not for those still queued behind the concurrency limit.
+    // stop() drops runs still queued behind the concurrency limit: wait for all eight first.
     await until(() => results.length === 8, 'eight runs finished', 30_000);
     await hooks.stop();
     const subject = f.mustStaple.subject;
@@ -393,15 +398,7 @@ describe('HookRunner', () => {
     entries.push(entry('none-held', { failures: 1 }));
     const certs = catalog(entries);
     const results: string[] = [];
-    const hooks = new HookRunner({
-      hooks: { mustStapleExpiring: { command: ['true'], timeoutMs: 5000, withinSeconds: 3600, ...LIMITS } },
-      log: captureLog().log,
-      briefs: () => certs.briefs(),
-      view: (name) => certs.view(name),
-      marginSeconds: 300,
-      now: () => f.now,
-      onResult: (_e, r) => results.push(r),
-    });
+    const hooks = mustStapleRunner(['true'], certs, results);
     hooks.check();
     assert.deepEqual(certs.viewed, ['expiring', 'none-held'], 'one view per firing certificate, none for the other 998');
     hooks.check();
