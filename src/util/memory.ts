@@ -59,8 +59,9 @@ export function oldSpaceSlackNow(): number {
 export interface MemorySettlerOptions {
   clock: Clock;
   /**
-   * How often to look; a quiet spell is one whole interval. Default 6 s: V8 judges the allocation rate over
-   * the last 5 s (GCTracer kThroughputTimeFrameMs), and shrinks the young generation only if that was low.
+   * How often to look; a collection waits for QUIET_LOOKS whole quiet intervals. Default 5 s: V8 judges the
+   * allocation rate over the last 5 s (GCTracer kThroughputTimeFrameMs) and shrinks the young generation
+   * only if that was low, so a daemon settles 10-15 s after it goes quiet.
    */
   everyMs?: number;
   /** Seams for tests; default: V8's own statistics and releaseMemory. */
@@ -75,9 +76,9 @@ const SETTLED_NEW_SPACE = 4 * 1024 * 1024;
 /** Allocation in one interval up to this still counts as quiet (timers, connection checks, a probe). */
 const QUIET_ALLOCATION = 512 * 1024;
 /**
- * Quiet intervals in a row before collecting. After one (6 s), V8 still counted the end of a start-up
- * burst's writes in its allocation rate about half the time and kept the young generation grown, which
- * made that collection, which compacts the whole old generation, a wasted one.
+ * Quiet intervals in a row before collecting. After one (6 s, in a first version), V8 still counted the
+ * end of a start-up burst's writes in its allocation rate about half the time and kept the young
+ * generation grown, which made that collection (with compaction, the dearest kind) a wasted one.
  */
 const QUIET_LOOKS = 2;
 /**
@@ -112,7 +113,7 @@ export class MemorySettler {
   #running = false;
 
   constructor(o: MemorySettlerOptions) {
-    this.#o = { everyMs: 6000, newSpace: newSpaceNow, oldSlack: oldSpaceSlackNow, release: releaseMemory, ...o };
+    this.#o = { everyMs: 5000, newSpace: newSpaceNow, oldSlack: oldSpaceSlackNow, release: releaseMemory, ...o };
   }
 
   start(): void {
