@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemorySettler, newSpaceNow, releaseMemory } from '../../src/util/memory.js';
+import { MemorySettler, newSpaceNow, oldSpaceSlackNow, releaseMemory } from '../../src/util/memory.js';
 import { systemClock } from '../../src/util/clock.js';
 import { FakeClock } from '../helpers/clock.js';
 
@@ -74,7 +74,7 @@ test('MemorySettler tries twice when V8 keeps the young generation grown, then w
   s.stop();
 });
 
-test('MemorySettler on the real heap: after an allocation burst, one quiet interval gives the young generation back', async () => {
+test('MemorySettler on the real heap: after an allocation burst the young generation is given back within 30 s of quiet, by one collection at most', async () => {
   // Grow the young generation the way a fetch burst does: many short-lived objects, some surviving a while.
   let keep: unknown[] = [];
   for (let i = 0; i < 400_000; i++) {
@@ -87,18 +87,22 @@ test('MemorySettler on the real heap: after an allocation burst, one quiet inter
   const released: Array<[number, number]> = [];
   const s = new MemorySettler({ clock: systemClock, onRelease: (b, a) => released.push([b.size, a.size]) });
   s.start();
+  // Node 20's V8 never shrinks it on its own here (measured: still 32 MB after 30 s), so there the settler
+  // must; Node 24's memory reducer sometimes gets there first (after an earlier full collection in this
+  // process), and then the settler must not collect at all.
   const until = Date.now() + 30_000;
-  while (released.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+  while (newSpaceNow().size >= before.size && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 11_000)); // two more looks: no second collection
   s.stop();
-  assert.equal(released.length, 1, 'one collection within 30 s of quiet');
-  assert.ok(newSpaceNow().size < before.size, `young generation ${before.size} -> ${newSpaceNow().size} bytes`);
+  assert.ok(newSpaceNow().size < before.size, `young generation ${before.size} -> ${newSpaceNow().size} bytes (settler collections: ${released.length})`);
+  assert.ok(released.length <= 1, `${released.length} collections`);
 });
 
 test('releaseMemory({ compact: true }) gives back the old generation a plain collection leaves fragmented', async () => {
   // A third of the objects live on, interleaved with garbage: every old page is partly used.
   const live: unknown[] = [];
   let junk: unknown[] = [];
-  for (let i = 0; i < 600_000; i++) {
+  for (let i = 0; i < 1_200_000; i++) {
     const o = { i, s: `item-${i}`, b: [i, i + 1] };
     if (i % 3 === 0) live.push(o);
     else junk.push(o);
@@ -106,12 +110,12 @@ test('releaseMemory({ compact: true }) gives back the old generation a plain col
   }
   junk = [];
   assert.equal(await releaseMemory(), true);
-  const plain = process.memoryUsage();
+  const plain = oldSpaceSlackNow();
+  if (plain < 8 * MB) return assert.fail(`a plain collection left only ${(plain / MB).toFixed(1)} MB of old-generation slack; the test needs a fragmented heap`);
   assert.equal(await releaseMemory({ compact: true }), true);
-  const compacted = process.memoryUsage();
-  const slack = (m: NodeJS.MemoryUsage) => m.heapTotal - m.heapUsed;
-  assert.ok(slack(compacted) < slack(plain) * 0.7, `heap slack ${(slack(plain) / MB).toFixed(1)} MB -> ${(slack(compacted) / MB).toFixed(1)} MB`);
-  assert.equal(live.length, 200_000);
+  const compacted = oldSpaceSlackNow();
+  assert.ok(compacted < plain * 0.5, `old-generation slack ${(plain / MB).toFixed(1)} MB -> ${(compacted / MB).toFixed(1)} MB`);
+  assert.equal(live.length, 400_000);
   // The flag is off again: a later plain collection is an ordinary one (nothing to assert but that it runs).
   assert.equal(await releaseMemory(), true);
 });
