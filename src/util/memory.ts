@@ -23,18 +23,14 @@ export async function releaseMemory(o: { compact?: boolean } = {}): Promise<bool
     }
   }
   if (!gc) return false;
-  if (!o.compact) {
-    await gc({ type: 'major', execution: 'async' });
-    return true;
-  }
   // `compact`: this one collection evacuates every fragmented page, not only the few V8's heuristics pick
   // outside its memory-reducing mode (which node never enters on its own). The flag is read on the main
   // thread when a full collection selects its pages, and is off again before anything else runs.
-  v8.setFlagsFromString('--compact-on-every-full-gc');
+  if (o.compact) v8.setFlagsFromString('--compact-on-every-full-gc');
   try {
     await gc({ type: 'major', execution: 'async' });
   } finally {
-    v8.setFlagsFromString('--no-compact-on-every-full-gc');
+    if (o.compact) v8.setFlagsFromString('--no-compact-on-every-full-gc');
   }
   return true;
 }
@@ -95,8 +91,9 @@ const COMPACT_SLACK = 32 * 1024 * 1024;
  * memory reducer never looks. At 20,000 certificates that was ~55 MB of a 206 MB RSS after 15 s idle.
  * One full collection run while the allocation rate is low lets V8 shrink the young generation to its
  * minimum (V8 Heap::ReduceNewSpaceSize), and, where the old generation's slack is large, compaction of
- * every fragmented page (releaseMemory's `compact`) brings that one to about what is live. The settler looks every `everyMs` (one small statistics
- * call) and collects once per growth of the young generation, only after QUIET_LOOKS whole quiet
+ * every fragmented page (releaseMemory's `compact`) brings that one to about what is live. The settler
+ * looks every `everyMs` (one small statistics call; the next look is armed only after this one ends, so
+ * two never overlap) and collects once per growth of the young generation, only after QUIET_LOOKS whole quiet
  * intervals, so a daemon under load is never collected by it, and an idle one only once. The collection's
  * marking is concurrent; its pauses measured ~50 ms at 20,000 certificates without compaction.
  */
@@ -110,7 +107,6 @@ export class MemorySettler {
   #misses = 0;
   /** Quiet intervals in a row. */
   #quietLooks = 0;
-  #running = false;
 
   constructor(o: MemorySettlerOptions) {
     this.#o = { everyMs: 5000, newSpace: newSpaceNow, oldSlack: oldSpaceSlackNow, release: releaseMemory, ...o };
@@ -136,18 +132,13 @@ export class MemorySettler {
     // Quiet: no scavenge since the last look (used only grew) and little allocated.
     const quiet = last !== undefined && now.used >= last.used && now.used - last.used <= QUIET_ALLOCATION;
     this.#quietLooks = quiet ? this.#quietLooks + 1 : 0;
-    if (this.#quietLooks < QUIET_LOOKS || now.size <= this.#settledSize || this.#running) return;
-    this.#running = true;
-    try {
-      if (!(await this.#o.release({ compact: this.#o.oldSlack() > COMPACT_SLACK }))) return this.stop();
-      const after = this.#o.newSpace();
-      this.#misses = after.size > SETTLED_NEW_SPACE ? this.#misses + 1 : 0;
-      this.#settledSize = this.#misses >= 2 ? after.size : SETTLED_NEW_SPACE;
-      if (this.#misses >= 2) this.#misses = 0;
-      this.#last = after;
-      this.#o.onRelease?.(now, after);
-    } finally {
-      this.#running = false;
-    }
+    if (this.#quietLooks < QUIET_LOOKS || now.size <= this.#settledSize) return;
+    if (!(await this.#o.release({ compact: this.#o.oldSlack() > COMPACT_SLACK }))) return this.stop();
+    const after = this.#o.newSpace();
+    this.#misses = after.size > SETTLED_NEW_SPACE ? this.#misses + 1 : 0;
+    this.#settledSize = this.#misses >= 2 ? after.size : SETTLED_NEW_SPACE;
+    if (this.#misses >= 2) this.#misses = 0;
+    this.#last = after;
+    this.#o.onRelease?.(now, after);
   }
 }
